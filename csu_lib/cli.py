@@ -1,0 +1,111 @@
+"""The ``csu`` command.
+
+    csu train   [--profile P] [--loss bce|csu] [--model M] [--seed N] [--epochs N]
+                [--corruption KIND[:RATIO]] [--device D] [--config RUN.json] [--run-dir DIR]
+    csu figures [--profile smoke|quick|paper] [--only NAME ...] [--runs-dir DIR] [--fig-dir DIR]
+
+``csu figures`` executes the notebooks of ``notebooks/`` through papermill with the chosen
+profile and keeps each executed notebook under ``<runs-dir>/executed/<profile>/``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Optional, Sequence
+
+from .errors import CsuError
+
+def _train(args: argparse.Namespace) -> int:
+    from .config import RunConfig
+    from .io import read_json
+    from .profiles import run_config
+    from .study import parse_condition, resolve_path, run_dir_for
+    from .train import train_run
+
+    if args.config:
+        path = Path(args.config)
+        if not path.is_file():
+            raise CsuError(f"--config {path}: file not found")
+        config = RunConfig.from_dict(read_json(path))
+    else:
+        config = run_config(args.profile, loss=args.loss, model=args.model, seed=args.seed, epochs=args.epochs,
+                            device=args.device, corruption=parse_condition(args.corruption))
+    run_dir = resolve_path(args.run_dir) if args.run_dir else run_dir_for(config, resolve_path(args.runs_dir))
+    record = train_run(config, run_dir, data_dir=resolve_path(args.data_dir), cache_dir=resolve_path(args.cache_dir),
+                       progress=not args.quiet)
+    test = record.final_metrics["test"]
+    print(f"{run_dir}: test mAP {test['mAP']:.4f}  mAUC {test['mAUC']:.4f}  d' {test['d_prime']:.3f}  "
+          f"lwlrap {test['lwlrap']:.4f}")
+    return 0
+
+
+def _figures(args: argparse.Namespace) -> int:
+    from . import notebooks
+    from .profiles import get_profile
+    from .study import resolve_path
+
+    get_profile(args.profile)  # validates the name
+    names = list(args.only or notebooks.FIGURE_NOTEBOOKS)
+    for name in names:
+        notebooks.notebook_path(name)  # validates every name before anything runs
+    runs_dir = resolve_path(args.runs_dir)
+    fig_dir = resolve_path(args.fig_dir)
+    executed = runs_dir / "executed" / args.profile
+    executed.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        t0 = time.perf_counter()
+        print(f"[csu figures] {name} ({args.profile} profile) ...", flush=True)
+        params = {"profile": args.profile, "fig_dir": str(fig_dir), "runs_dir": str(runs_dir / name)}
+        notebooks.execute(name, executed / f"{name}.ipynb", params, progress_bar=not args.quiet,
+                          log_output=args.log_output)
+        print(f"[csu figures] {name} done in {time.perf_counter() - t0:.0f} s; executed notebook: "
+              f"{executed / f'{name}.ipynb'}", flush=True)
+    print(f"[csu figures] figures are in {fig_dir}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="csu", description="csu-lab: robust audio tagging under unreliable labels")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train one run (resumes an interrupted run, skips a complete one)")
+    t.add_argument("--profile", default="quick", help="smoke | quick | paper (default: quick)")
+    t.add_argument("--loss", default="csu", help="bce | csu (default: csu)")
+    t.add_argument("--model", default="small_cnn", help="backbone name (default: small_cnn)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--epochs", type=int, default=None, help="default: the profile's")
+    t.add_argument("--corruption", default="none", help="none or KIND:RATIO, e.g. san:0.5 (KIND: san man sln missing)")
+    t.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    t.add_argument("--config", default=None, help="a RunConfig JSON file (overrides the flags above)")
+    t.add_argument("--run-dir", default=None, help="default: <runs-dir>/<run id>")
+    t.add_argument("--runs-dir", default="runs/train")
+    t.add_argument("--data-dir", default=None, help="default: $CSU_DATA_DIR or ~/.cache/csu-lab/data")
+    t.add_argument("--cache-dir", default=None, help="default: $CSU_CACHE_DIR or ~/.cache/csu-lab")
+    t.add_argument("--quiet", action="store_true", help="no progress bars")
+    t.set_defaults(func=_train)
+
+    f = sub.add_parser("figures", help="execute the figure notebooks through papermill")
+    f.add_argument("--profile", default="quick", help="smoke | quick | paper (default: quick)")
+    f.add_argument("--only", nargs="+", default=None, metavar="NAME", help="notebooks to run (default: all figure notebooks)")
+    f.add_argument("--runs-dir", default="runs", help="run records and executed notebooks (default: runs)")
+    f.add_argument("--fig-dir", default="figures", help="where figures are written (default: figures)")
+    f.add_argument("--log-output", action="store_true", help="stream the notebooks' output")
+    f.add_argument("--quiet", action="store_true", help="no progress bars")
+    f.set_defaults(func=_figures)
+    return parser
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except CsuError as exc:
+        print(f"csu {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,49 @@
+"""Executing the suite's notebooks with papermill (used by ``csu figures`` and the tests)."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, Mapping
+
+from .errors import CsuError
+from .study import project_root
+
+#: The notebooks ``csu figures`` executes, in order.
+FIGURE_NOTEBOOKS: tuple[str, ...] = ("sigma_trajectory",)
+
+
+def notebook_dir() -> Path:
+    return project_root() / "notebooks"
+
+
+def notebook_path(name: str) -> Path:
+    path = notebook_dir() / f"{name}.ipynb"
+    if not path.is_file():
+        available = sorted(p.stem for p in notebook_dir().glob("*.ipynb"))
+        raise CsuError(f"no notebook named {name!r} in {notebook_dir()}; available: {available}")
+    return path
+
+
+def execute(name: str, output: str | os.PathLike, parameters: Mapping[str, Any], *,
+            progress_bar: bool = False, log_output: bool = False) -> Path:
+    """Run ``notebooks/<name>.ipynb`` through papermill from the repository root.
+
+    The kernel is this interpreter's (``sys.prefix/share/jupyter`` goes first on
+    ``JUPYTER_PATH``), so the notebook sees the same csu_lib as the caller. A failing cell
+    raises :class:`CsuError` carrying the notebook's own error message.
+    """
+    import papermill as pm
+    from papermill.exceptions import PapermillExecutionError
+
+    src = notebook_path(name)
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    kernels = str(Path(sys.prefix) / "share" / "jupyter")
+    os.environ["JUPYTER_PATH"] = os.pathsep.join([kernels, *filter(None, [os.environ.get("JUPYTER_PATH")])])
+    try:
+        pm.execute_notebook(str(src), str(output), parameters=dict(parameters), cwd=str(project_root()),
+                            kernel_name="python3", progress_bar=progress_bar, log_output=log_output)
+    except PapermillExecutionError as exc:
+        raise CsuError(f"notebook {name} failed ({exc.ename}: {exc.evalue}); executed copy: {output}") from None
+    return output

@@ -1,0 +1,64 @@
+"""Profiles: named sizes for a whole study (benchmark preset + training settings).
+
+- ``smoke``: seconds per run; used by the test suite to execute every notebook.
+- ``quick``: the CPU main job (``make figures``), sized for a 2-core machine.
+- ``paper``: ESC-FreeGen50-sized benchmark (100 clips of 5 s per class), for a GPU.
+
+:func:`run_config` turns a profile plus overrides into a :class:`RunConfig`.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from .config import (BENCHMARK_PRESETS, CorruptionConfig, DataConfig, LossConfig, ModelConfig, RunConfig,
+                     TrainConfig)
+from .errors import ConfigError, unknown_name
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    benchmark: str
+    epochs: int
+    lr: float
+    batch_size: int
+    early_stopping_patience: int | None
+    seeds: tuple[int, ...]
+
+
+PROFILES: dict[str, Profile] = {
+    "smoke": Profile("smoke", "smoke", epochs=2, lr=3e-3, batch_size=32, early_stopping_patience=None, seeds=(0,)),
+    "quick": Profile("quick", "quick", epochs=20, lr=3e-3, batch_size=32, early_stopping_patience=None,
+                     seeds=(0,)),
+    "paper": Profile("paper", "paper", epochs=60, lr=1e-3, batch_size=32, early_stopping_patience=15,
+                     seeds=tuple(range(10))),
+}
+
+
+def get_profile(name: str) -> Profile:
+    if name not in PROFILES:
+        raise unknown_name("profile", name, PROFILES)
+    return PROFILES[name]
+
+
+def run_config(profile: str = "quick", *, loss: str = "bce", model: str = "small_cnn", seed: int = 0,
+               epochs: int | None = None, device: str = "auto", corruption: dict[str, Any] | None = None,
+               benchmark: dict[str, Any] | None = None, train: dict[str, Any] | None = None,
+               loss_options: dict[str, Any] | None = None) -> RunConfig:
+    """A RunConfig for the embedded benchmark at a profile's size, with overrides.
+
+    ``epochs=None`` takes the profile's value. ``corruption``, ``benchmark``, ``train`` and
+    ``loss_options`` are dicts of field overrides for the corresponding config dataclasses.
+    """
+    p = get_profile(profile)
+    if epochs is not None and (not isinstance(epochs, int) or isinstance(epochs, bool) or epochs <= 0):
+        raise ConfigError(f"epochs must be a positive integer, got {epochs!r}")
+    bench = BENCHMARK_PRESETS[p.benchmark].replace(**(benchmark or {}))
+    train_cfg = TrainConfig(epochs=epochs or p.epochs, lr=p.lr, batch_size=p.batch_size, seed=seed, device=device,
+                            early_stopping_patience=p.early_stopping_patience)
+    if train:
+        train_cfg = train_cfg.replace(**train)
+    return RunConfig(data=DataConfig(benchmark=bench), corruption=CorruptionConfig(**(corruption or {})),
+                     model=ModelConfig(name=model), loss=LossConfig(name=loss, **(loss_options or {})),
+                     train=train_cfg)

@@ -1,0 +1,92 @@
+"""Running a set of runs: each run lives in ``<runs_dir>/<run_id>`` where the run id contains
+the hash of its configuration. Complete runs are skipped, incomplete ones resumed, so a study
+interrupted at any point finishes when the same call is made again.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable, Optional
+
+from tqdm.auto import tqdm
+
+from .config import RunConfig
+from .records import RunRecord, is_complete, load_run
+from .train import PreparedData, prepare_data, train_run
+
+
+def run_dir_for(config: RunConfig, runs_dir: str | os.PathLike) -> Path:
+    return Path(runs_dir) / config.run_id
+
+
+def run_all(configs: Iterable[RunConfig], runs_dir: str | os.PathLike, *,
+            data_dir: Optional[str | os.PathLike] = None, cache_dir: Optional[str | os.PathLike] = None,
+            progress: bool = True) -> list[RunRecord]:
+    """Train every config not yet complete (sequentially) and return all records in order.
+
+    Runs that share the same data and corruption reuse one prepared dataset (features are
+    read once).
+    """
+    configs = list(configs)
+    records: list[RunRecord] = []
+    prepared: dict[str, PreparedData] = {}
+    todo = sum(not is_complete(run_dir_for(c, runs_dir)) for c in configs)
+    with tqdm(total=len(configs), initial=len(configs) - todo, disable=not progress, desc="runs",
+              unit="run") as bar:
+        for config in configs:
+            rd = run_dir_for(config, runs_dir)
+            if is_complete(rd):
+                records.append(load_run(rd))
+                continue
+            key = config.data.hash() + config.frontend.hash() + config.corruption.hash()
+            if key not in prepared:
+                prepared[key] = prepare_data(config, data_dir=data_dir, cache_dir=cache_dir, progress=progress)
+            records.append(train_run(config, rd, data=prepared[key], progress=progress))
+            bar.update(1)
+    return records
+
+
+def parse_condition(text: str) -> dict:
+    """``"none"``, ``"san:0.5"``, ``"man:0.3"`` ... -> corruption overrides ``{kind, ratio}``."""
+    from .config import CORRUPTION_KINDS
+    from .errors import ConfigError
+
+    kind, _, ratio = str(text).partition(":")
+    if kind not in CORRUPTION_KINDS:
+        raise ConfigError(f"condition {text!r}: unknown corruption type {kind!r}; "
+                          f"use one of {', '.join(CORRUPTION_KINDS)} (optionally ':ratio')")
+    if kind == "none":
+        return {"kind": "none", "ratio": 0.0}
+    try:
+        r = float(ratio) if ratio else 0.5
+    except ValueError:
+        raise ConfigError(f"condition {text!r}: ratio {ratio!r} is not a number") from None
+    if not 0.0 <= r <= 1.0:
+        raise ConfigError(f"condition {text!r}: ratio {r} is outside [0, 1]")
+    return {"kind": kind, "ratio": r}
+
+
+def condition_label(corruption) -> str:
+    """``clean`` or e.g. ``san 50%`` for a CorruptionConfig."""
+    if corruption.kind == "none" or corruption.ratio == 0:
+        return "clean"
+    return f"{corruption.kind} {round(corruption.ratio * 100)}%"
+
+
+def project_root(start: Optional[str | os.PathLike] = None) -> Path:
+    """The repository root (the nearest folder upwards holding ``pyproject.toml`` and
+    ``csu_lib``), or the current directory when there is none (an installed package)."""
+    here = Path(start or os.getcwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / "pyproject.toml").is_file() and (folder / "csu_lib").is_dir():
+            return folder
+    return here
+
+
+def resolve_path(path: Optional[str | os.PathLike], default: Optional[Path] = None) -> Optional[Path]:
+    """A relative path is taken from the project root, so notebooks behave the same whether the
+    kernel starts in ``notebooks/`` (JupyterLab) or at the root (papermill, ``make``)."""
+    if path is None:
+        return default
+    path = Path(path).expanduser()
+    return path if path.is_absolute() else project_root() / path

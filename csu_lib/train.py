@@ -1,0 +1,253 @@
+"""The training loop: one :class:`~csu_lib.config.RunConfig` in, one run record out.
+
+- Seeds: ``torch.manual_seed(seed)`` before the model is built; the batch order of epoch e
+  comes from its own generator seeded by (seed, e); the global torch RNG (dropout) is saved
+  in every checkpoint. Together these make a resumed run on the CPU bit-identical to an
+  uninterrupted one.
+- Optimiser: Adam or AdamW; the CSU parameters ``s`` form their own group (no weight decay,
+  optionally their own learning rate) and are projected into their clamp range after each step.
+- Mixed precision (bfloat16 autocast) on CUDA only; the loss is always computed in float32.
+- The per-class ``s`` is written into a device buffer every step (no host synchronisation in
+  the step) and flushed to ``sigma.npy`` once per epoch.
+- Early stopping on validation mAP; the best weights are kept and evaluated on the test split.
+- A checkpoint after every epoch; an interrupted run (killed, crashed, Ctrl-C) resumes from the
+  last completed epoch when the same command is run again.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from . import metrics as M
+from .config import RunConfig
+from .corruption import CorruptionResult, corrupt_labels
+from .datasets import load_dataset
+from .errors import ConfigError
+from .features import FeatureStore, build_features
+from .io import atomic_save_npy, atomic_write_json
+from .losses import build_loss
+from .manifest import Manifest
+from .models import build_model, count_parameters
+from .records import (RunRecord, finalize, is_complete, load_checkpoint, load_run, prepare_run_dir,
+                      save_torch, versions)
+
+#: Feature stores smaller than this are held in memory (on the training device) as a tensor.
+IN_MEMORY_BYTES = 2 * 1024**3
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"train.device={name!r} but no CUDA device is available; use 'cpu' or 'auto'")
+    return torch.device(name)
+
+
+@dataclass
+class PreparedData:
+    """What a run trains on: the manifest, its features and the (possibly corrupted) labels."""
+
+    manifest: Manifest
+    store: FeatureStore
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    test_idx: np.ndarray
+    train_labels: np.ndarray  # (n_train, C) after corruption
+    corruption: Optional[CorruptionResult]
+
+
+def prepare_data(config: RunConfig, *, data_dir: Optional[str | os.PathLike] = None,
+                 cache_dir: Optional[str | os.PathLike] = None, progress: bool = True,
+                 manifest: Optional[Manifest] = None) -> PreparedData:
+    """Dataset -> corruption -> features (cached). Validation and test labels stay clean."""
+    manifest = manifest if manifest is not None else load_dataset(config.data, data_dir, progress=progress)
+    clip_seconds = config.data.clip_seconds or (
+        config.data.benchmark.clip_seconds if config.data.dataset == "embedded" else None)
+    if clip_seconds is None:
+        raise ConfigError(f"data.clip_seconds must be set for dataset {config.data.dataset!r}")
+    store = build_features(manifest, config.frontend, clip_seconds, cache_dir=cache_dir, progress=progress)
+    train_idx, val_idx, test_idx = (manifest.split_indices(s) for s in ("train", "val", "test"))
+    clean = manifest.labels[train_idx]
+    corruption = None
+    train_labels = clean.copy()
+    if config.corruption.kind != "none" and config.corruption.ratio > 0:
+        corruption = corrupt_labels(clean, config.corruption, similarity=manifest.similarity,
+                                    class_names=manifest.class_names)
+        train_labels = corruption.labels
+    return PreparedData(manifest, store, train_idx, val_idx, test_idx, train_labels, corruption)
+
+
+class _Features:
+    """Batches of features, from memory (small stores) or the memory map."""
+
+    def __init__(self, store: FeatureStore, device: torch.device):
+        self.store = store
+        self.device = device
+        self.tensor = None
+        if store.features.nbytes <= IN_MEMORY_BYTES:
+            self.tensor = torch.from_numpy(np.array(store.features)).to(device)
+
+    def __call__(self, rows: np.ndarray) -> torch.Tensor:
+        if self.tensor is not None:
+            return self.tensor[torch.as_tensor(rows, device=self.device)].float()
+        return self.store.batch(rows).to(self.device, non_blocking=True)
+
+
+@torch.no_grad()
+def predict(model: torch.nn.Module, feats: Callable[[np.ndarray], torch.Tensor], rows: np.ndarray,
+            batch_size: int, device: torch.device) -> np.ndarray:
+    """Sigmoid scores (len(rows), C) in eval mode."""
+    model.eval()
+    out = []
+    for start in range(0, len(rows), batch_size):
+        x = feats(rows[start:start + batch_size])
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            out.append(torch.sigmoid(model(x).float()).cpu())
+    return torch.cat(out).numpy()
+
+
+def _evaluate(model, feats, data: PreparedData, split: str, config: RunConfig, device) -> dict:
+    rows = {"val": data.val_idx, "test": data.test_idx}[split]
+    scores = predict(model, feats, rows, config.train.eval_batch_size, device)
+    return M.evaluate(scores, data.manifest.labels[rows])
+
+
+def _make_optimizer(config: RunConfig, model: torch.nn.Module, loss: torch.nn.Module) -> torch.optim.Optimizer:
+    groups = [{"params": list(model.parameters()), "weight_decay": config.train.weight_decay}]
+    loss_params = list(loss.parameters())
+    if loss_params:
+        groups.append({"params": loss_params, "weight_decay": 0.0,
+                       "lr": config.loss.csu_lr or config.train.lr})
+    cls = torch.optim.AdamW if config.train.optimizer == "adamw" else torch.optim.Adam
+    return cls(groups, lr=config.train.lr)
+
+
+StepHook = Callable[[int, int], None]
+
+
+def train_run(config: RunConfig, run_dir: str | os.PathLike, *, data: Optional[PreparedData] = None,
+              data_dir: Optional[str | os.PathLike] = None, cache_dir: Optional[str | os.PathLike] = None,
+              progress: bool = True, on_step: Optional[StepHook] = None) -> RunRecord:
+    """Train (or resume, or skip if complete) one run and return its record.
+
+    ``on_step(epoch, step)`` is called before every optimiser step (tests use it to simulate a
+    crash mid-epoch).
+    """
+    run_dir = prepare_run_dir(run_dir, config)  # refuses a directory of another configuration
+    if is_complete(run_dir):
+        return load_run(run_dir)
+    device = resolve_device(config.train.device)
+    tc = config.train
+    if data is None:
+        data = prepare_data(config, data_dir=data_dir, cache_dir=cache_dir, progress=progress)
+    n_classes = data.manifest.n_classes
+    atomic_write_json(run_dir / "versions.json", versions(device))
+    if data.corruption is not None and not (run_dir / "corruption.json").is_file():
+        data.corruption.save(run_dir)
+
+    torch.manual_seed(tc.seed)
+    model = build_model(config.model, n_classes, config.frontend.n_mels).to(device)
+    loss_fn = build_loss(config.loss, n_classes).to(device)
+    optimizer = _make_optimizer(config, model, loss_fn)
+    feats = _Features(data.store, device)
+    targets = torch.as_tensor(data.train_labels, dtype=torch.float32, device=device)
+    n_train = len(data.train_idx)
+    steps_per_epoch = (n_train + tc.batch_size - 1) // tc.batch_size
+
+    history: list[dict] = []
+    sigma_log: list[np.ndarray] = []
+    best = {"score": -np.inf, "epoch": -1, "state": None}
+    start_epoch, bad_epochs = 0, 0
+    ckpt = load_checkpoint(run_dir)
+    if ckpt is not None:
+        model.load_state_dict(ckpt["model"])
+        loss_fn.load_state_dict(ckpt["loss"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        torch.set_rng_state(ckpt["torch_rng"])
+        if device.type == "cuda" and ckpt.get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(ckpt["cuda_rng"], device)
+        history, sigma_log, best = ckpt["history"], ckpt["sigma_log"], ckpt["best"]
+        start_epoch, bad_epochs = ckpt["epoch"] + 1, ckpt["bad_epochs"]
+
+    has_sigma = hasattr(loss_fn, "s")
+    stopped_early = ckpt is not None and ckpt.get("stopped", False)
+    bar = tqdm(total=tc.epochs * steps_per_epoch, initial=start_epoch * steps_per_epoch, disable=not progress,
+               desc=f"{config.loss.name}/{config.model.name} seed {tc.seed}", unit="step", leave=False)
+    try:
+        for epoch in range(start_epoch, tc.epochs):
+            if stopped_early:
+                break
+            t0 = time.perf_counter()
+            model.train()
+            gen = torch.Generator().manual_seed(tc.seed * 1_000_003 + epoch)
+            order = torch.randperm(n_train, generator=gen).numpy()
+            s_buf = torch.zeros(steps_per_epoch, n_classes, device=device) if has_sigma else None
+            loss_sum = torch.zeros((), device=device)
+            for step in range(steps_per_epoch):
+                local = order[step * tc.batch_size:(step + 1) * tc.batch_size]
+                x = feats(data.train_idx[local])
+                y = targets[torch.as_tensor(local, device=device)]
+                if on_step is not None:
+                    on_step(epoch, step)
+                with torch.autocast(device_type=device.type, dtype=torch.bfloat16,
+                                    enabled=tc.amp and device.type == "cuda"):
+                    logits = model(x)
+                loss = loss_fn(logits, y)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                if has_sigma:
+                    loss_fn.project_()
+                    s_buf[step] = loss_fn.s.detach()
+                loss_sum += loss.detach()
+                bar.update(1)
+            train_loss = float(loss_sum) / steps_per_epoch
+            if has_sigma:
+                sigma_log.append(s_buf.cpu().numpy())
+            val = _evaluate(model, feats, data, "val", config, device)
+            row = {"epoch": epoch, "train_loss": train_loss, "seconds": time.perf_counter() - t0,
+                   **{f"val.{k}": v for k, v in val.items()}}
+            history.append(row)
+            bar.set_postfix(loss=f"{train_loss:.3f}", val_mAP=f"{val['mAP']:.3f}")
+            if val["mAP"] > best["score"]:
+                best = {"score": val["mAP"], "epoch": epoch,
+                        "state": {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}}
+                bad_epochs = 0
+            else:
+                bad_epochs += 1
+            stopped_early = tc.early_stopping_patience is not None and bad_epochs >= tc.early_stopping_patience
+            _write_progress(run_dir, history, sigma_log, steps_per_epoch)
+            save_torch(run_dir / "checkpoint.pt", {
+                "epoch": epoch, "model": model.state_dict(), "loss": loss_fn.state_dict(),
+                "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
+                "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+                "history": history, "sigma_log": sigma_log, "best": best, "bad_epochs": bad_epochs,
+                "stopped": stopped_early, "config": config.to_dict()})
+    finally:
+        bar.close()
+
+    model.load_state_dict(best["state"])
+    final = {"test": _evaluate(model, feats, data, "test", config, device),
+             "val": _evaluate(model, feats, data, "val", config, device),
+             "best_epoch": best["epoch"], "epochs_run": len(history)}
+    save_torch(run_dir / "model.pt", {"model": best["state"], "config": config.to_dict(),
+                                      "loss": loss_fn.state_dict(), "class_names": data.manifest.class_names})
+    finalize(run_dir, config, final_metrics=final, summary={
+        "versions": versions(device), "n_parameters": count_parameters(model),
+        "steps_per_epoch": steps_per_epoch, "n_train": n_train,
+        "n_corrupted": 0 if data.corruption is None else data.corruption.n_corrupted,
+        "train_seconds": float(sum(h["seconds"] for h in history))})
+    return load_run(run_dir)
+
+
+def _write_progress(run_dir: Path, history: list[dict], sigma_log: list[np.ndarray], steps_per_epoch: int) -> None:
+    atomic_write_json(run_dir / "history.json", {"epochs": history, "steps_per_epoch": steps_per_epoch})
+    if sigma_log:
+        atomic_save_npy(run_dir / "sigma.npy", np.concatenate(sigma_log).astype(np.float32))

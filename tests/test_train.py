@@ -1,0 +1,182 @@
+"""The training loop and run records: resume after interruption, completeness, determinism."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from csu_lib.errors import ConfigError, RunRecordError
+from csu_lib.records import is_complete, load_run, load_runs
+from csu_lib.train import train_run
+
+
+class Crash(RuntimeError):
+    pass
+
+
+def _crash_at(epoch: int, step: int):
+    def hook(e, s):
+        if (e, s) == (epoch, step):
+            raise Crash(f"simulated crash at epoch {e} step {s}")
+    return hook
+
+
+def test_run_record_contents(tmp_path, smoke_config, smoke_data):
+    rec = train_run(smoke_config, tmp_path / "run", data=smoke_data, progress=False)
+    assert rec.complete and is_complete(tmp_path / "run")
+    for name in ("config.json", "versions.json", "history.json", "sigma.npy", "model.pt",
+                 "final_metrics.json", "record.json"):
+        assert (tmp_path / "run" / name).is_file(), name
+    n_classes = smoke_data.manifest.n_classes
+    assert rec.sigma.shape == (smoke_config.train.epochs * rec.steps_per_epoch, n_classes)
+    assert len(rec.history) == smoke_config.train.epochs
+    assert 0.0 < rec.final_metrics["test"]["mAP"] <= 1.0
+    summary = json.loads((tmp_path / "run" / "record.json").read_text())
+    assert summary["seed"] == smoke_config.train.seed
+    assert summary["versions"]["torch"].startswith("2.11")
+    # s moved away from its initial 0 and stayed inside the clamp range
+    assert np.abs(rec.sigma[-1]).max() > 1e-3
+    assert rec.sigma.min() >= -5 and rec.sigma.max() <= 5
+
+
+def test_same_seed_same_numbers(tmp_path, smoke_config, smoke_data):
+    a = train_run(smoke_config, tmp_path / "a", data=smoke_data, progress=False)
+    b = train_run(smoke_config, tmp_path / "b", data=smoke_data, progress=False)
+    assert a.final_metrics == b.final_metrics
+    np.testing.assert_array_equal(a.sigma, b.sigma)
+    c = train_run(smoke_config.replace(train=smoke_config.train.replace(seed=1)), tmp_path / "c",
+                  data=smoke_data, progress=False)
+    assert not np.array_equal(a.sigma, c.sigma)
+
+
+def test_crash_mid_epoch_resumes_to_identical_result(tmp_path, smoke_config, smoke_data):
+    ref = train_run(smoke_config, tmp_path / "ref", data=smoke_data, progress=False)
+    run = tmp_path / "crashy"
+    with pytest.raises(Crash):
+        train_run(smoke_config, run, data=smoke_data, progress=False, on_step=_crash_at(1, 3))
+    # the interrupted run has a checkpoint of epoch 0 but does not look complete
+    assert (run / "checkpoint.pt").is_file()
+    assert not is_complete(run)
+    assert not (run / "final_metrics.json").exists()
+    with pytest.raises(RunRecordError, match="not a complete run"):
+        load_run(run)
+    assert load_runs(tmp_path).shape[0] == 1  # only the reference counts
+    assert load_runs(tmp_path, include_incomplete=True).shape[0] == 2
+    resumed = train_run(smoke_config, run, data=smoke_data, progress=False)
+    assert resumed.complete
+    assert resumed.final_metrics == ref.final_metrics
+    np.testing.assert_array_equal(resumed.sigma, ref.sigma)
+    assert resumed.history.drop(columns="seconds").equals(ref.history.drop(columns="seconds"))
+
+
+def test_complete_run_is_skipped_and_other_config_refused(tmp_path, smoke_config, smoke_data):
+    run = tmp_path / "run"
+    train_run(smoke_config, run, data=smoke_data, progress=False)
+    stamp = (run / "record.json").stat().st_mtime_ns
+    train_run(smoke_config, run, data=smoke_data, progress=False, on_step=_crash_at(0, 0))  # no training happens
+    assert (run / "record.json").stat().st_mtime_ns == stamp
+    other = smoke_config.replace(train=smoke_config.train.replace(epochs=2))
+    with pytest.raises(RunRecordError, match="another configuration"):
+        train_run(other, run, data=smoke_data, progress=False)
+
+
+def test_bce_run_has_no_sigma(tmp_path, smoke_config, smoke_data):
+    cfg = smoke_config.replace(loss=smoke_config.loss.replace(name="bce"), train=smoke_config.train.replace(epochs=1))
+    rec = train_run(cfg, tmp_path / "bce", data=smoke_data, progress=False)
+    assert rec.sigma is None and rec.multiplier is None
+
+
+def test_early_stopping_keeps_best_epoch(tmp_path, smoke_config, smoke_data):
+    # a learning rate far too high makes validation mAP bounce, so patience 1 must stop early
+    cfg = smoke_config.replace(train=smoke_config.train.replace(epochs=8, early_stopping_patience=1, lr=0.5))
+    rec = train_run(cfg, tmp_path / "es", data=smoke_data, progress=False)
+    maps = rec.history["val.mAP"].to_numpy()
+    # the stopping rule, replayed on the logged history: stop after the first non-improving epoch
+    best, expected = -np.inf, len(maps)
+    for i, m in enumerate(maps):
+        if m > best:
+            best = m
+        else:
+            expected = i + 1
+            break
+    assert len(maps) == expected < 8
+    assert rec.final_metrics["best_epoch"] == int(np.argmax(maps))
+    assert rec.final_metrics["val"]["mAP"] == pytest.approx(maps.max())
+
+
+def _cli(*args: str, env=None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "csu_lib.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+
+
+@pytest.mark.slow
+def test_killed_process_resumes_with_same_command(tmp_path):
+    run = tmp_path / "killed"
+    args = ["train", "--profile", "smoke", "--loss", "csu", "--epochs", "12", "--device", "cpu",
+            "--run-dir", str(run), "--quiet"]
+    proc = _cli(*args)
+    deadline = time.time() + 240
+    while not (run / "checkpoint.pt").is_file():  # wait for the first completed epoch
+        assert proc.poll() is None, proc.communicate()
+        assert time.time() < deadline, "no checkpoint within 240 s"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not is_complete(run)
+    epochs_before = len(json.loads((run / "history.json").read_text())["epochs"])
+    assert epochs_before < 12
+    done = _cli(*args)
+    out, err = done.communicate(timeout=600)
+    assert done.returncode == 0, err
+    assert "test mAP" in out
+    rec = load_run(run)
+    assert len(rec.history) == 12 and rec.complete
+
+
+@pytest.mark.parametrize("argv, culprit", [
+    (["train", "--loss", "focal"], "unknown loss 'focal'"),
+    (["train", "--model", "vgg99"], "unknown model 'vgg99'"),
+    (["train", "--epochs", "0"], "epochs must be a positive integer"),
+    (["train", "--epochs", "-2"], "epochs must be a positive integer"),
+    (["train", "--corruption", "bogus:0.3"], "unknown corruption type 'bogus'"),
+    (["train", "--corruption", "san:1.5"], "outside [0, 1]"),
+    (["train", "--profile", "huge"], "unknown profile 'huge'"),
+    (["train", "--config", "/nonexistent/run.json"], "/nonexistent/run.json"),
+    (["figures", "--only", "no_such_notebook"], "no_such_notebook"),
+])
+def test_cli_bad_arguments_name_the_culprit(argv, culprit, capsys):
+    from csu_lib.cli import main
+
+    assert main(argv) == 2
+    assert culprit in capsys.readouterr().err
+
+
+def test_missing_audio_file_is_named(tmp_path, smoke_config):
+    from csu_lib.errors import AudioError
+    from csu_lib.train import prepare_data
+    from csu_lib.benchmark import build_benchmark
+
+    manifest = build_benchmark(smoke_config.data.benchmark, tmp_path / "data", progress=False)
+    victim = manifest.audio_path(5)
+    victim.unlink()
+    with pytest.raises((AudioError, FileNotFoundError)) as info:
+        prepare_data(smoke_config, manifest=manifest, cache_dir=tmp_path / "cache", progress=False)
+    assert victim.name in str(info.value)
+
+
+def test_cuda_device_without_gpu_is_a_clear_error():
+    import torch
+
+    from csu_lib.train import resolve_device
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(ConfigError, match="no CUDA device"):
+        resolve_device("cuda")
