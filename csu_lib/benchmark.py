@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 from .audio import write_wav
 from .config import BENCHMARK_PRESETS, BenchmarkConfig
 from .errors import unknown_name
-from .io import atomic_write_json, read_json
+from .io import atomic_write_json, publish_dir, read_json
 from .manifest import Manifest
 
 # (family name, graded-parameter name, the five graded values)
@@ -337,10 +337,13 @@ def plan_clips(config: BenchmarkConfig) -> pd.DataFrame:
         sizes = {"train": n_train, "val": n_val, "test": n - n_train - n_val}
         for clip in range(n):
             split = split_of[clip]
-            # within each split, the first round(fraction * size) clips are "generated"
+            # within each split the first n_generated clips are "generated"; the count is rounded
+            # cumulatively across classes, so a split of one clip per class alternates sources
             pos = counters[split]
             counters[split] += 1
-            source = "generated" if pos < round(config.generated_fraction * sizes[split]) else "recorded"
+            share = config.generated_fraction * sizes[split]
+            n_generated = int(np.floor(share * (c + 1) + 0.5) - np.floor(share * c + 0.5))
+            source = "generated" if pos < n_generated else "recorded"
             extra: list[int] = []
             rng = np.random.default_rng([config.seed, c, clip, 7])
             if config.multi_label:
@@ -398,12 +401,7 @@ def build_benchmark(config: BenchmarkConfig, data_dir: str | os.PathLike, *,
     manifest.save(tmp)
     atomic_write_json(tmp / "benchmark.json", config.to_dict())
     (tmp / "COMPLETE").write_text("all clips and the manifest are written\n")
-    try:
-        os.rename(tmp, final)
-    except OSError:  # another process finished first: keep theirs
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not (final / "COMPLETE").is_file():
-            raise
+    publish_dir(tmp, final, "COMPLETE")
     return load_benchmark(final)
 
 

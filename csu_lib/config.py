@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -47,8 +48,10 @@ class Serialisable:
         return dataclasses.replace(self, **changes)
 
     def hash(self, length: int = 12) -> str:
-        """A stable hash of the configuration (key order and formatting do not matter)."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        """A stable hash of the configuration (key order, formatting and ``1`` vs ``1.0`` for a
+        float field do not matter: the dict is normalised through ``from_dict`` first)."""
+        normalised = type(self).from_dict(self.to_dict()).to_dict()
+        blob = json.dumps(normalised, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:length]
 
 
@@ -82,13 +85,26 @@ def _from_plain(tp: Any, data: Any, where: str) -> Any:
         kwargs = {k: _from_plain(hints[k], v, f"{where}.{k}") for k, v in data.items()}
         return tp(**kwargs)
     if origin is tuple:
-        return tuple(data)
+        if not isinstance(data, (list, tuple)):
+            raise ConfigError(f"{where} must be a list, got {data!r}")
+        args = typing.get_args(tp)
+        if len(args) == 2 and args[1] is Ellipsis:
+            args = (args[0],) * len(data)
+        if args and len(args) != len(data):
+            raise ConfigError(f"{where} must have {len(args)} items, got {data!r}")
+        return tuple(_from_plain(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args or [Any] * len(data), data)))
     if origin is list:
         (arg,) = typing.get_args(tp) or (Any,)
         return [_from_plain(arg, v, f"{where}[{i}]") for i, v in enumerate(data)]
     if tp is float and isinstance(data, int) and not isinstance(data, bool):
         return float(data)
+    if tp in (int, float) and not _is_number(data):
+        raise ConfigError(f"{where} must be a number, got {data!r}")
     return data
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -237,7 +253,7 @@ class CorruptionConfig(Serialisable):
 
         if self.kind not in CORRUPTION_KINDS:
             raise unknown_name("corruption type", self.kind, CORRUPTION_KINDS)
-        _check(isinstance(self.ratio, (int, float)) and 0.0 <= self.ratio <= 1.0, "corruption.ratio",
+        _check(_is_number(self.ratio) and 0.0 <= self.ratio <= 1.0, "corruption.ratio",
                "must lie in [0, 1]", self.ratio)
         _check(self.target in ("uniform", "similar"), "corruption.target", "must be 'uniform' or 'similar'",
                self.target)
@@ -317,14 +333,14 @@ class TrainConfig(Serialisable):
                "train.epochs", "must be a positive integer", self.epochs)
         _check(isinstance(self.batch_size, int) and self.batch_size > 0, "train.batch_size",
                "must be a positive integer", self.batch_size)
-        _check(self.lr > 0, "train.lr", "must be positive", self.lr)
+        _check(_is_number(self.lr) and self.lr > 0, "train.lr", "must be a positive number", self.lr)
         _check(self.optimizer in ("adam", "adamw"), "train.optimizer", "must be 'adam' or 'adamw'",
                self.optimizer)
         _check(self.weight_decay >= 0, "train.weight_decay", "must be >= 0", self.weight_decay)
         _check(self.early_stopping_patience is None or self.early_stopping_patience > 0,
                "train.early_stopping_patience", "must be a positive integer or None",
                self.early_stopping_patience)
-        _check(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"),
+        _check(isinstance(self.device, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None,
                "train.device", "must be 'auto', 'cpu' or 'cuda[:N]'", self.device)
 
 

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from .audio import load_audio
 from .config import FrontendConfig
-from .io import atomic_write_json, read_json
+from .io import atomic_write_json, publish_dir, read_json
 from .manifest import Manifest
 
 
@@ -121,9 +121,4 @@ def _build(manifest: Manifest, frontend: FrontendConfig, clip_seconds: float, fi
     atomic_write_json(tmp / "meta.json", {"frontend": frontend.to_dict(), "clip_seconds": clip_seconds,
                                           "n_frames": n_frames, "clip_ids": manifest.clips["clip_id"].tolist(),
                                           "manifest": manifest.name})
-    try:
-        os.rename(tmp, final)
-    except OSError:  # built concurrently by another process: keep the first
-        shutil.rmtree(tmp, ignore_errors=True)
-        if not (final / "meta.json").is_file():
-            raise
+    publish_dir(tmp, final, "meta.json")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import shutil
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -71,3 +72,25 @@ def atomic_save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
     buf = io.BytesIO()
     np.save(buf, np.asarray(array), allow_pickle=False)
     atomic_write_bytes(path, buf.getvalue())
+
+
+def publish_dir(tmp: str | os.PathLike, final: str | os.PathLike, marker: str) -> None:
+    """Move a fully built folder ``tmp`` into place at ``final``.
+
+    ``final`` counts as complete when it holds the file ``marker``. An incomplete leftover at
+    ``final`` (an interrupted copy, a deleted marker) is replaced; if another process published
+    a complete folder first, ours is discarded and theirs kept.
+    """
+    from .errors import CsuError
+
+    tmp, final = Path(tmp), Path(final)
+    if final.exists() and not (final / marker).is_file():
+        stale = final.with_name(f".{final.name}.stale-{os.getpid()}")
+        os.rename(final, stale)
+        shutil.rmtree(stale, ignore_errors=True)
+    try:
+        os.rename(tmp, final)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (final / marker).is_file():
+            raise CsuError(f"cannot move the built folder into {final} ({exc}); delete {final} and retry") from exc

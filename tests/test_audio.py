@@ -296,6 +296,15 @@ def test_save_load_round_trip(tmp_path):
     assert Manifest.load(out).root == out
 
 
+def test_save_load_numeric_looking_clip_ids_stay_strings(tmp_path):
+    ids = ["007", "0012", "1e3", "42", "3.50", "000"]
+    m = _manifest(tmp_path, ids=ids)
+    m.save(tmp_path / "s")
+    back = Manifest.load(tmp_path / "s", root=tmp_path)
+    assert back.clips["clip_id"].tolist() == ids
+    assert back.clips["path"].tolist() == m.clips["path"].tolist()
+
+
 def test_save_load_without_similarity(tmp_path):
     m = _manifest(tmp_path)
     m.save(tmp_path / "s")

@@ -175,8 +175,6 @@ def test_partial_folder_without_marker_is_never_served(tmp_path):
     assert (final / "COMPLETE").is_file()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: build_benchmark renames the temporary folder onto a "
-                                       "non-empty incomplete folder -> raw OSError ENOTEMPTY")
 def test_partial_folder_without_marker_is_rebuilt(tmp_path):
     cfg = _tiny(n_families=1, clips_per_class=3, clip_seconds=0.25)
     final = dataset_dir(cfg, tmp_path)
@@ -240,6 +238,10 @@ def test_split_counts_other_fractions():
     assert counts["train"].unique().tolist() == [10]
     assert counts["val"].unique().tolist() == [6]
     assert counts["test"].unique().tolist() == [4]
+    # rounded to the nearest clip, not truncated: 10 * (0.6, 0.27, 0.13) -> 6/3/1
+    plan = plan_clips(BenchmarkConfig(n_families=1, clips_per_class=10, split_fractions=(0.6, 0.27, 0.13)))
+    counts = plan.groupby(["class_index", "split"]).size().unstack()
+    assert counts[["train", "val", "test"]].drop_duplicates().values.tolist() == [[6, 3, 1]]
 
 
 def test_split_assignment_is_shuffled_and_seeded():
@@ -263,9 +265,6 @@ def test_source_column_mixes_recorded_and_generated_in_every_split_quick():
     assert (per == 2).all()
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: plan_clips rounds generated_fraction per class and split; "
-                                       "round(0.5 * 1) == 0, so with 1 val/test clip per class "
-                                       "(smoke preset) val and test hold no generated clip at all")
 def test_source_column_mixes_recorded_and_generated_in_every_split_smoke():
     plan = plan_clips(benchmark_config("smoke"))  # 10 clips per class: 8/1/1
     for split in ("train", "val", "test"):
