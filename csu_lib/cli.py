@@ -91,7 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--only", nargs="+", default=None, metavar="NAME", help="notebooks to run (default: all figure notebooks)")
     f.add_argument("--runs-dir", default="runs", help="run records and executed notebooks (default: runs)")
     f.add_argument("--fig-dir", default="figures", help="where figures are written (default: figures)")
-    f.add_argument("--log-output", action="store_true", help="stream the notebooks' output")
+    f.add_argument("--no-log-output", dest="log_output", action="store_false",
+                   help="do not stream the notebooks' printed output (one line per trained run)")
     f.add_argument("--quiet", action="store_true", help="no progress bars")
     f.set_defaults(func=_figures)
     return parser

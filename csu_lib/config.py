@@ -208,7 +208,13 @@ class DataConfig(Serialisable):
     dataset: str = "embedded"
     root: Optional[str] = None
     benchmark: BenchmarkConfig = field(default_factory=BenchmarkConfig)
-    clip_seconds: Optional[float] = None  # None: the dataset's own clip length
+    clip_seconds: Optional[float] = None  # None: the benchmark's clip length (required for real data)
+    #: Keyword arguments for the dataset's loader in :mod:`csu_lib.loaders` (e.g. ``val_fold`` for
+    #: esc50, ``delimiter``/``default_split`` for csv, ``skip_missing`` for audioset).
+    loader_options: dict = field(default_factory=dict)
+    #: Check every audio file first; unreadable, missing, empty or truncated clips are dropped
+    #: and listed in the run record's ``skipped_clips.json`` instead of stopping the run.
+    skip_unreadable: bool = False
 
     def __post_init__(self) -> None:
         from .datasets import DATASETS  # late import: datasets imports config
@@ -218,6 +224,10 @@ class DataConfig(Serialisable):
             raise unknown_name("dataset", self.dataset, DATASETS)
         if self.dataset != "embedded" and not self.root:
             raise ConfigError(f"data.root must point at the {self.dataset} folder")
+        _check(self.clip_seconds is None or (_is_number(self.clip_seconds) and self.clip_seconds > 0),
+               "data.clip_seconds", "must be a positive number of seconds", self.clip_seconds)
+        _check(isinstance(self.loader_options, dict), "data.loader_options", "must be a mapping",
+               self.loader_options)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -247,6 +257,9 @@ class CorruptionConfig(Serialisable):
     soft_range: tuple[float, float] = (0.6, 0.9)
     nested: bool = True
     seed: int = 0
+    #: ESC-FreeGen50 only: use the published noisy label files of ``kind``/``ratio`` instead of
+    #: injecting (``labels/{additive,flip,soft,remove}_error_<ratio>/train.json``).
+    published: bool = False
 
     def __post_init__(self) -> None:
         from .errors import unknown_name
@@ -266,6 +279,66 @@ class CorruptionConfig(Serialisable):
         lo, hi = self.soft_range
         _check(0.0 <= lo <= hi <= 1.0, "corruption.soft_range", "must satisfy 0 <= low <= high <= 1",
                self.soft_range)
+
+
+# ---------------------------------------------------------------------------------------------
+# Compared methods (methods.md sections 3-5)
+
+METHODS = ("none", "teacher_mask", "label_correction", "psl", "mixup_or", "mixup")
+
+
+@dataclass(frozen=True)
+class MethodConfig(Serialisable):
+    """A training method applied on top of the loss (see :mod:`csu_lib.methods`).
+
+    - ``teacher_mask`` (Fonseca et al. 2020): per class, the top ``mask_percent`` % teacher-scored
+      negatives are masked out of the loss.
+    - ``label_correction`` (Braun & Gamper 2024): threshold ``threshold`` (T); ``correct`` "fn" or
+      "fn+fp"; ``masking`` adds masking of low-confidence contradictions.
+    - ``psl`` (Dinkel et al. 2022): the student trains on ``chunk_seconds`` chunks with targets
+      ``alpha * teacher + (1 - alpha) * weak label``.
+    - ``mixup_or``: 1..``max_mix`` clips mixed with random level offsets (N(0, ``level_db_std``) dB),
+      labels OR-joined; ``mixup``: standard mixup, Beta(``mixup_alpha``) weights, labels interpolated.
+    ``teacher``: a teacher run directory or a score file (.npy, (n_train, C) probabilities in the
+    training split's order); None trains a BCE teacher with the same data, corruption and model.
+    Any method combines with any loss (e.g. CSU + mixup_or).
+    """
+
+    name: str = "none"
+    teacher: Optional[str] = None
+    mask_percent: float = 5.0
+    threshold: float = 0.05
+    correct: str = "fn"
+    masking: bool = True
+    chunk_seconds: float = 0.5
+    alpha: float = 1.0
+    max_mix: int = 2
+    level_db_std: float = 2.0
+    mixup_alpha: float = 0.4
+
+    def __post_init__(self) -> None:
+        from .errors import unknown_name
+
+        if self.name not in METHODS:
+            raise unknown_name("method", self.name, METHODS)
+        _check(_is_number(self.mask_percent) and 0 <= self.mask_percent <= 100, "method.mask_percent",
+               "must lie in [0, 100]", self.mask_percent)
+        _check(_is_number(self.threshold) and 0 < self.threshold < 0.5, "method.threshold",
+               "must lie in (0, 0.5)", self.threshold)
+        _check(self.correct in ("fn", "fn+fp"), "method.correct", "must be 'fn' or 'fn+fp'", self.correct)
+        _check(_is_number(self.chunk_seconds) and self.chunk_seconds > 0, "method.chunk_seconds",
+               "must be positive", self.chunk_seconds)
+        _check(_is_number(self.alpha) and 0 <= self.alpha <= 1, "method.alpha", "must lie in [0, 1]", self.alpha)
+        _check(isinstance(self.max_mix, int) and self.max_mix >= 1, "method.max_mix", "must be an integer >= 1",
+               self.max_mix)
+        _check(_is_number(self.level_db_std) and self.level_db_std >= 0, "method.level_db_std", "must be >= 0",
+               self.level_db_std)
+        _check(_is_number(self.mixup_alpha) and self.mixup_alpha > 0, "method.mixup_alpha", "must be positive",
+               self.mixup_alpha)
+
+    @property
+    def needs_teacher(self) -> bool:
+        return self.name in ("teacher_mask", "label_correction", "psl")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -353,6 +426,7 @@ class RunConfig(Serialisable):
     corruption: CorruptionConfig = field(default_factory=CorruptionConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: LossConfig = field(default_factory=LossConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
@@ -365,4 +439,5 @@ class RunConfig(Serialisable):
     @property
     def run_id(self) -> str:
         """Runs are keyed by the hash of their configuration."""
-        return f"{self.loss.name}-{self.model.name}-s{self.train.seed}-{self.hash(10)}"
+        method = "" if self.method.name == "none" else f"{self.method.name}-"
+        return f"{method}{self.loss.name}-{self.model.name}-s{self.train.seed}-{self.hash(10)}"

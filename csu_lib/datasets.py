@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 from typing import Callable
 
+from .errors import ConfigError
 from .manifest import Manifest
 
 DATASETS: tuple[str, ...] = ("embedded", "esc50", "freegen50", "fsd50k", "audioset", "csv")
@@ -31,4 +32,10 @@ def load_dataset(data, data_dir: str | os.PathLike | None = None, *, progress: b
         "audioset": loaders.load_audioset,
         "csv": loaders.load_csv_manifest,
     }
-    return readers[data.dataset](root)
+    try:
+        return readers[data.dataset](root, **data.loader_options)
+    except TypeError as exc:
+        if "argument" not in str(exc):
+            raise
+        raise ConfigError(f"data.loader_options {sorted(data.loader_options)} do not fit the {data.dataset} "
+                          f"loader ({exc})") from None

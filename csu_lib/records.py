@@ -9,7 +9,8 @@ Layout of a run directory::
     checkpoint.pt        latest resumable state (model, loss, optimiser, RNG, history, sigma log)
     corruption*.npy/json what the injector did to the training labels (when corrupted)
     model.pt             the selected (best validation mAP) weights, with the config inside
-    final_metrics.json   test and validation metrics of the selected weights
+    scores_<split>.npy   sigmoid scores of the selected weights on train / val / test
+    final_metrics.json   metrics of the selected weights (see csu_lib.evaluation)
     record.json          written LAST: {"state": "complete", ...} marks the run as complete
 
 Every file is written atomically, and ``record.json`` exists only when everything else does,
@@ -113,6 +114,13 @@ class RunRecord:
     def multiplier(self) -> Optional[np.ndarray]:
         """1/sigma^2 = exp(-s) per step and class."""
         return None if self.sigma is None else np.exp(-self.sigma)
+
+    def scores(self, split: str) -> np.ndarray:
+        """Sigmoid scores (n_clips_of_split, C) of the selected weights, in manifest row order."""
+        path = self.path / f"scores_{split}.npy"
+        if not path.is_file():
+            raise RunRecordError(f"{path} is missing")
+        return np.load(path)
 
     def corruption(self):
         from .corruption import CorruptionResult

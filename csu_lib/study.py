@@ -5,10 +5,10 @@ interrupted at any point finishes when the same call is made again.
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Iterable, Optional
 
-from tqdm.auto import tqdm
 
 from .config import RunConfig
 from .records import RunRecord, is_complete, load_run
@@ -30,19 +30,25 @@ def run_all(configs: Iterable[RunConfig], runs_dir: str | os.PathLike, *,
     configs = list(configs)
     records: list[RunRecord] = []
     prepared: dict[str, PreparedData] = {}
-    todo = sum(not is_complete(run_dir_for(c, runs_dir)) for c in configs)
-    with tqdm(total=len(configs), initial=len(configs) - todo, disable=not progress, desc="runs",
-              unit="run") as bar:
-        for config in configs:
-            rd = run_dir_for(config, runs_dir)
-            if is_complete(rd):
-                records.append(load_run(rd))
-                continue
-            key = config.data.hash() + config.frontend.hash() + config.corruption.hash()
-            if key not in prepared:
-                prepared[key] = prepare_data(config, data_dir=data_dir, cache_dir=cache_dir, progress=progress)
-            records.append(train_run(config, rd, data=prepared[key], progress=progress))
-            bar.update(1)
+    todo = [c for c in configs if not is_complete(run_dir_for(c, runs_dir))]
+    if progress:
+        print(f"{len(configs)} runs: {len(configs) - len(todo)} complete, {len(todo)} to train", flush=True)
+    done = 0
+    for config in configs:
+        rd = run_dir_for(config, runs_dir)
+        if is_complete(rd):
+            records.append(load_run(rd))
+            continue
+        key = config.data.hash() + config.frontend.hash() + config.corruption.hash()
+        if key not in prepared:
+            prepared[key] = prepare_data(config, data_dir=data_dir, cache_dir=cache_dir, progress=progress)
+        t0 = time.perf_counter()
+        record = train_run(config, rd, data=prepared[key], progress=progress)
+        records.append(record)
+        done += 1
+        if progress:
+            print(f"[{done}/{len(todo)}] {rd.name} ({condition_label(config.corruption)}): test mAP "
+                  f"{record.final_metrics['test']['mAP']:.4f} in {time.perf_counter() - t0:.0f} s", flush=True)
     return records
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -30,9 +30,11 @@ from .config import RunConfig
 from .corruption import CorruptionResult, corrupt_labels
 from .datasets import load_dataset
 from .errors import ConfigError
+from .evaluation import final_metrics
 from .features import FeatureStore, build_features
 from .io import atomic_save_npy, atomic_write_json
 from .losses import build_loss
+from .methods import build_method
 from .manifest import Manifest
 from .models import build_model, count_parameters
 from .records import (RunRecord, finalize, is_complete, load_checkpoint, load_run, prepare_run_dir,
@@ -61,6 +63,7 @@ class PreparedData:
     test_idx: np.ndarray
     train_labels: np.ndarray  # (n_train, C) after corruption
     corruption: Optional[CorruptionResult]
+    skipped: list = field(default_factory=list)  # clips dropped by data.skip_unreadable, with why
 
 
 def prepare_data(config: RunConfig, *, data_dir: Optional[str | os.PathLike] = None,
@@ -68,6 +71,12 @@ def prepare_data(config: RunConfig, *, data_dir: Optional[str | os.PathLike] = N
                  manifest: Optional[Manifest] = None) -> PreparedData:
     """Dataset -> corruption -> features (cached). Validation and test labels stay clean."""
     manifest = manifest if manifest is not None else load_dataset(config.data, data_dir, progress=progress)
+    skipped: list[dict] = []
+    if config.data.skip_unreadable:
+        from .loaders import validate_audio
+
+        checked = validate_audio(manifest, skip_unreadable=True)
+        manifest, skipped = checked["manifest"], checked["skipped"]
     clip_seconds = config.data.clip_seconds or (
         config.data.benchmark.clip_seconds if config.data.dataset == "embedded" else None)
     if clip_seconds is None:
@@ -77,11 +86,23 @@ def prepare_data(config: RunConfig, *, data_dir: Optional[str | os.PathLike] = N
     clean = manifest.labels[train_idx]
     corruption = None
     train_labels = clean.copy()
-    if config.corruption.kind != "none" and config.corruption.ratio > 0:
+    if config.corruption.published:
+        if config.data.dataset != "freegen50":
+            raise ConfigError("corruption.published applies to the freegen50 dataset only "
+                              f"(data.dataset is {config.data.dataset!r})")
+        if skipped:
+            raise ConfigError("corruption.published cannot be combined with skipped clips "
+                              "(the published files list every training clip)")
+        from .loaders import load_freegen50_noisy
+
+        corruption = load_freegen50_noisy(config.data.root, config.corruption.kind, config.corruption.ratio,
+                                          clean_manifest=manifest)
+        train_labels = corruption.labels
+    elif config.corruption.kind != "none" and config.corruption.ratio > 0:
         corruption = corrupt_labels(clean, config.corruption, similarity=manifest.similarity,
                                     class_names=manifest.class_names)
         train_labels = corruption.labels
-    return PreparedData(manifest, store, train_idx, val_idx, test_idx, train_labels, corruption)
+    return PreparedData(manifest, store, train_idx, val_idx, test_idx, train_labels, corruption, skipped)
 
 
 class _Features:
@@ -151,13 +172,18 @@ def train_run(config: RunConfig, run_dir: str | os.PathLike, *, data: Optional[P
     atomic_write_json(run_dir / "versions.json", versions(device))
     if data.corruption is not None and not (run_dir / "corruption.json").is_file():
         data.corruption.save(run_dir)
+    if data.skipped:
+        atomic_write_json(run_dir / "skipped_clips.json", data.skipped)
 
     torch.manual_seed(tc.seed)
     model = build_model(config.model, n_classes, config.frontend.n_mels).to(device)
     loss_fn = build_loss(config.loss, n_classes).to(device)
     optimizer = _make_optimizer(config, model, loss_fn)
     feats = _Features(data.store, device)
-    targets = torch.as_tensor(data.train_labels, dtype=torch.float32, device=device)
+    method = build_method(config, data, run_dir=run_dir, cache_dir=cache_dir, progress=progress)
+    target_np, mask_np = method.train_targets(data.train_labels)
+    targets = torch.as_tensor(target_np, dtype=torch.float32, device=device)
+    mask = None if mask_np is None else torch.as_tensor(mask_np, dtype=torch.float32, device=device)
     n_train = len(data.train_idx)
     steps_per_epoch = (n_train + tc.batch_size - 1) // tc.batch_size
 
@@ -188,18 +214,22 @@ def train_run(config: RunConfig, run_dir: str | os.PathLike, *, data: Optional[P
             model.train()
             gen = torch.Generator().manual_seed(tc.seed * 1_000_003 + epoch)
             order = torch.randperm(n_train, generator=gen).numpy()
+            batch_gen = torch.Generator().manual_seed(tc.seed * 1_000_003 + epoch + 500_000)
             s_buf = torch.zeros(steps_per_epoch, n_classes, device=device) if has_sigma else None
             loss_sum = torch.zeros((), device=device)
             for step in range(steps_per_epoch):
                 local = order[step * tc.batch_size:(step + 1) * tc.batch_size]
+                local_t = torch.as_tensor(local, device=device)
                 x = feats(data.train_idx[local])
-                y = targets[torch.as_tensor(local, device=device)]
+                y = targets[local_t]
+                m = None if mask is None else mask[local_t]
+                x, y, m = method.transform_batch(x, y, m, local, batch_gen)
                 if on_step is not None:
                     on_step(epoch, step)
                 with torch.autocast(device_type=device.type, dtype=torch.bfloat16,
                                     enabled=tc.amp and device.type == "cuda"):
                     logits = model(x)
-                loss = loss_fn(logits, y)
+                loss = loss_fn(logits, y, m)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
@@ -234,8 +264,12 @@ def train_run(config: RunConfig, run_dir: str | os.PathLike, *, data: Optional[P
         bar.close()
 
     model.load_state_dict(best["state"])
-    final = {"test": _evaluate(model, feats, data, "test", config, device),
-             "val": _evaluate(model, feats, data, "val", config, device),
+    rows = {"train": data.train_idx, "val": data.val_idx, "test": data.test_idx}
+    scores = {}
+    for split, split_rows in rows.items():
+        scores[split] = predict(model, feats, split_rows, tc.eval_batch_size, device)
+        atomic_save_npy(run_dir / f"scores_{split}.npy", scores[split].astype(np.float32))
+    final = {**final_metrics(data.manifest, scores, rows, data.corruption),
              "best_epoch": best["epoch"], "epochs_run": len(history)}
     save_torch(run_dir / "model.pt", {"model": best["state"], "config": config.to_dict(),
                                       "loss": loss_fn.state_dict(), "class_names": data.manifest.class_names})
@@ -243,6 +277,7 @@ def train_run(config: RunConfig, run_dir: str | os.PathLike, *, data: Optional[P
         "versions": versions(device), "n_parameters": count_parameters(model),
         "steps_per_epoch": steps_per_epoch, "n_train": n_train,
         "n_corrupted": 0 if data.corruption is None else data.corruption.n_corrupted,
+        "method": method.summary(),
         "train_seconds": float(sum(h["seconds"] for h in history))})
     return load_run(run_dir)
 

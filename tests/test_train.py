@@ -180,3 +180,31 @@ def test_cuda_device_without_gpu_is_a_clear_error():
         pytest.skip("a GPU is present")
     with pytest.raises(ConfigError, match="no CUDA device"):
         resolve_device("cuda")
+
+
+def test_final_metrics_recomputable_from_saved_scores(tmp_path, smoke_data):
+    from csu_lib import metrics as M
+    from csu_lib.profiles import run_config
+    from csu_lib.train import prepare_data
+
+    cfg = run_config("smoke", loss="csu", epochs=2, device="cpu", corruption={"kind": "man", "ratio": 0.5})
+    data = prepare_data(cfg, progress=False)
+    rec = train_run(cfg, tmp_path / "run", data=data, progress=False)
+    test_scores = rec.scores("test")
+    assert test_scores.shape == (len(data.test_idx), data.manifest.n_classes)
+    labels = data.manifest.labels[data.test_idx]
+    fm = rec.final_metrics
+    assert fm["test"]["mAP"] == pytest.approx(M.mean_average_precision(test_scores, labels)[0], abs=1e-12)
+    assert fm["test"]["accuracy"] == pytest.approx(M.accuracy_at_threshold(test_scores, labels, 0.5))
+    assert len(fm["test"]["class_precision"]) == data.manifest.n_classes
+    # per-source results on the embedded benchmark: recorded and generated
+    sources = data.manifest.clips["source"].to_numpy()[data.test_idx]
+    assert set(fm["test_by_source"]) == set(sources) == {"recorded", "generated"}
+    gen = sources == "generated"
+    assert fm["test_by_source"]["generated"]["mAP"] == pytest.approx(
+        M.mean_average_precision(test_scores[gen], labels[gen])[0], abs=1e-12)
+    # fit of the training labels, split by corrupted vs clean clips
+    fit = fm["train_fit"]
+    assert fit["n_corrupted"] == round(0.5 * len(data.train_idx))
+    assert fit["n_corrupted"] + fit["n_clean"] == len(data.train_idx)
+    assert 0 <= fit["corrupted_entries.mean_score_where_noisy_label_higher"] <= 1
