@@ -31,7 +31,7 @@ def _train(args: argparse.Namespace) -> int:
         config = RunConfig.from_dict(read_json(path))
     else:
         config = run_config(args.profile, loss=args.loss, model=args.model, seed=args.seed, epochs=args.epochs,
-                            device=args.device, corruption=parse_condition(args.corruption))
+                            device=args.device, width=args.width, corruption=parse_condition(args.corruption))
     run_dir = resolve_path(args.run_dir) if args.run_dir else run_dir_for(config, resolve_path(args.runs_dir))
     record = train_run(config, run_dir, data_dir=resolve_path(args.data_dir), cache_dir=resolve_path(args.cache_dir),
                        progress=not args.quiet)
@@ -57,7 +57,8 @@ def _figures(args: argparse.Namespace) -> int:
     for name in names:
         t0 = time.perf_counter()
         print(f"[csu figures] {name} ({args.profile} profile) ...", flush=True)
-        params = {"profile": args.profile, "fig_dir": str(fig_dir), "runs_dir": str(runs_dir / name)}
+        # one shared runs folder: runs are keyed by config hash, so a run two figures need is trained once
+        params = {"profile": args.profile, "fig_dir": str(fig_dir), "runs_dir": str(runs_dir / "study")}
         notebooks.execute(name, executed / f"{name}.ipynb", params, progress_bar=not args.quiet,
                           log_output=args.log_output)
         print(f"[csu figures] {name} done in {time.perf_counter() - t0:.0f} s; executed notebook: "
@@ -74,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--profile", default="quick", help="smoke | quick | paper (default: quick)")
     t.add_argument("--loss", default="csu", help="bce | csu (default: csu)")
     t.add_argument("--model", default="small_cnn", help="backbone name (default: small_cnn)")
+    t.add_argument("--width", type=float, default=None,
+                   help="width multiplier (default: the backbone's CPU size in smoke/quick, 1.0 in paper)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--epochs", type=int, default=None, help="default: the profile's")
     t.add_argument("--corruption", default="none", help="none or KIND:RATIO, e.g. san:0.5 (KIND: san man sln missing)")

@@ -25,6 +25,8 @@ class Profile:
     batch_size: int
     early_stopping_patience: int | None
     seeds: tuple[int, ...]
+    #: Use each backbone's CPU-sized default width (``models.DEFAULT_WIDTH``) unless one is given.
+    cpu_widths: bool = True
 
 
 PROFILES: dict[str, Profile] = {
@@ -32,7 +34,7 @@ PROFILES: dict[str, Profile] = {
     "quick": Profile("quick", "quick", epochs=20, lr=3e-3, batch_size=32, early_stopping_patience=None,
                      seeds=(0,)),
     "paper": Profile("paper", "paper", epochs=60, lr=1e-3, batch_size=32, early_stopping_patience=15,
-                     seeds=tuple(range(10))),
+                     seeds=tuple(range(10)), cpu_widths=False),
 }
 
 
@@ -43,12 +45,14 @@ def get_profile(name: str) -> Profile:
 
 
 def run_config(profile: str = "quick", *, loss: str = "bce", model: str = "small_cnn", seed: int = 0,
-               epochs: int | None = None, device: str = "auto", corruption: dict[str, Any] | None = None,
+               epochs: int | None = None, device: str = "auto", width: float | None = None,
+               corruption: dict[str, Any] | None = None,
                benchmark: dict[str, Any] | None = None, train: dict[str, Any] | None = None,
                loss_options: dict[str, Any] | None = None) -> RunConfig:
     """A RunConfig for the embedded benchmark at a profile's size, with overrides.
 
-    ``epochs=None`` takes the profile's value. ``corruption``, ``benchmark``, ``train`` and
+    ``epochs=None`` takes the profile's value; ``width=None`` the backbone's CPU-sized default
+    width (``models.DEFAULT_WIDTH``) in the smoke and quick profiles and full width in paper. ``corruption``, ``benchmark``, ``train`` and
     ``loss_options`` are dicts of field overrides for the corresponding config dataclasses.
     """
     p = get_profile(profile)
@@ -60,5 +64,11 @@ def run_config(profile: str = "quick", *, loss: str = "bce", model: str = "small
     if train:
         train_cfg = train_cfg.replace(**train)
     return RunConfig(data=DataConfig(benchmark=bench), corruption=CorruptionConfig(**(corruption or {})),
-                     model=ModelConfig(name=model), loss=LossConfig(name=loss, **(loss_options or {})),
+                     model=ModelConfig(name=model, width=width if width is not None else _width(p, model)), loss=LossConfig(name=loss, **(loss_options or {})),
                      train=train_cfg)
+
+
+def _width(profile: Profile, model: str) -> float:
+    from .models import DEFAULT_WIDTH
+
+    return DEFAULT_WIDTH.get(model, 1.0) if profile.cpu_widths else 1.0

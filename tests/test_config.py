@@ -62,7 +62,7 @@ def _non_default() -> RunConfig:
 def test_dict_round_trip(make):
     cfg = make()
     d = cfg.to_dict()
-    assert isinstance(d, dict) and set(d) == {"data", "frontend", "corruption", "model", "loss", "train"}
+    assert isinstance(d, dict) and set(d) == {"data", "frontend", "corruption", "model", "loss", "method", "train"}
     json.dumps(d)  # plain JSON types only
     back = RunConfig.from_dict(d)
     assert back == cfg
