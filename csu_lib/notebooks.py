@@ -10,7 +10,7 @@ from .errors import CsuError
 from .study import project_root
 
 #: The notebooks ``csu figures`` executes, in order.
-FIGURE_NOTEBOOKS: tuple[str, ...] = ("sigma_trajectory",)
+FIGURE_NOTEBOOKS: tuple[str, ...] = ("corruption", "sigma_trajectory")
 
 
 def notebook_dir() -> Path:
