@@ -9,8 +9,10 @@ from typing import Any, Mapping
 from .errors import CsuError
 from .study import project_root
 
-#: The notebooks ``csu figures`` executes, in order.
-FIGURE_NOTEBOOKS: tuple[str, ...] = ("corruption", "sigma_trajectory")
+#: The notebooks ``csu figures`` executes, in order (they share one runs folder, so the runs of
+#: the first are reused by the later ones). ``comparison`` trains many more runs (every method x
+#: seeds); it runs with ``csu figures --only comparison``.
+FIGURE_NOTEBOOKS: tuple[str, ...] = ("corruption", "sigma_trajectory", "sigma_analysis", "score_plane", "landscape")
 
 
 def notebook_dir() -> Path:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Iterable, Optional
+from typing import Iterable, Optional, Sequence
 
 
 from .config import RunConfig
@@ -96,3 +96,37 @@ def resolve_path(path: Optional[str | os.PathLike], default: Optional[Path] = No
         return default
     path = Path(path).expanduser()
     return path if path.is_absolute() else project_root() / path
+
+
+def grid(profile: str, *, conditions: Sequence[str] = ("none",), losses: Sequence[str] = ("bce", "csu"),
+         models: Sequence[str] = ("small_cnn",), seeds: Optional[Sequence[int]] = None, epochs: Optional[int] = None,
+         device: str = "auto", corruption: Optional[dict] = None, methods: Sequence[str] = ("none",)) -> list[RunConfig]:
+    """The run configurations of a study: every condition x model x method x loss x seed.
+
+    ``conditions``: ``"none"`` or ``"KIND:RATIO"`` (see :func:`parse_condition`); ``corruption``:
+    extra CorruptionConfig fields for the corrupted conditions (e.g. ``{"profile":
+    "concentrated", "k_classes": 5}``); ``seeds=None``: the profile's seeds.
+    """
+    from .config import MethodConfig
+    from .errors import ConfigError
+    from .profiles import get_profile, run_config
+
+    for name, values in (("conditions", conditions), ("losses", losses), ("models", models), ("methods", methods)):
+        if isinstance(values, str) or not list(values):
+            raise ConfigError(f"{name} must be a non-empty list, got {values!r}")
+    seed_list = list(seeds) if seeds is not None else list(get_profile(profile).seeds)
+    configs = []
+    for cond in conditions:
+        parsed = parse_condition(cond)
+        if parsed["kind"] != "none":
+            parsed.update(corruption or {})
+        for model in models:
+            for method in methods:
+                for loss in losses:
+                    for seed in seed_list:
+                        cfg = run_config(profile, loss=loss, model=model, seed=int(seed), epochs=epochs,
+                                         device=device, corruption=parsed)
+                        if method != "none":
+                            cfg = cfg.replace(method=MethodConfig(name=method))
+                        configs.append(cfg)
+    return configs

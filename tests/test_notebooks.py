@@ -1,4 +1,5 @@
-"""Every notebook executes under papermill at smoke size; committed notebooks carry no output."""
+"""Every notebook executes under papermill at smoke size and writes its figures; committed
+notebooks carry no outputs; bad parameters stop with a message that names them."""
 from __future__ import annotations
 
 import json
@@ -13,8 +14,26 @@ from csu_lib.errors import CsuError
 ROOT = Path(__file__).resolve().parents[1]
 ALL_NOTEBOOKS = sorted(p.stem for p in (ROOT / "notebooks").glob("*.ipynb"))
 
+#: The figures each notebook must write (PNG + PDF + JSON each).
+FIGURES = {
+    "corruption": ["corruption_class_rates", "corruption_man_transitions", "corruption_sln_soft_values",
+                   "corruption_label_counts"],
+    "sigma_trajectory": ["sigma_trajectory"],
+    "sigma_analysis": ["sigma_kde", "sigma_vs_truth"],
+    "score_plane": ["score_plane"],
+    "landscape": ["landscape_1d", "landscape_2d", "landscape_geometry"],
+    "comparison": ["method_comparison", "mask_sweep"],
+}
 
-def test_figure_notebooks_exist():
+
+@pytest.fixture(scope="module")
+def shared_runs(tmp_path_factory):
+    """One runs folder for all notebooks, as `csu figures` does: later notebooks reuse runs."""
+    return tmp_path_factory.mktemp("runs")
+
+
+def test_every_notebook_is_known():
+    assert set(ALL_NOTEBOOKS) == set(FIGURES)
     assert set(notebooks.FIGURE_NOTEBOOKS) <= set(ALL_NOTEBOOKS)
 
 
@@ -29,22 +48,43 @@ def test_committed_notebook_is_clean_and_parameterised(name):
 
 
 @pytest.mark.slow
-def test_sigma_trajectory_notebook_smoke(tmp_path):
-    out = notebooks.execute("sigma_trajectory", tmp_path / "executed.ipynb", {
-        "profile": "smoke", "conditions": ["none", "san:0.5"], "runs_dir": str(tmp_path / "runs"),
-        "fig_dir": str(tmp_path / "figures")})
-    for ext in ("png", "pdf", "json"):
-        assert (tmp_path / "figures" / f"sigma_trajectory.{ext}").stat().st_size > 0
-    numbers = json.loads((tmp_path / "figures" / "sigma_trajectory.json").read_text())
-    assert set(numbers["curves"]) == {"clean", "san 50%"}
-    assert len(numbers["test_metrics"]) == 4  # 2 conditions x 2 losses
+@pytest.mark.parametrize("name", [n for n in notebooks.FIGURE_NOTEBOOKS] +
+                         [n for n in ALL_NOTEBOOKS if n not in notebooks.FIGURE_NOTEBOOKS])
+def test_notebook_runs_at_smoke_size(name, tmp_path, shared_runs):
+    """What `papermill notebooks/<name>.ipynb out.ipynb -p profile smoke` does (plus tmp folders)."""
+    out = notebooks.execute(name, tmp_path / f"{name}.ipynb", {
+        "profile": "smoke", "runs_dir": str(shared_runs), "fig_dir": str(tmp_path / "figures")})
+    for fig in FIGURES[name]:
+        for ext in ("png", "pdf", "json"):
+            path = tmp_path / "figures" / f"{fig}.{ext}"
+            assert path.is_file() and path.stat().st_size > 0, path
     executed = nbformat.read(out, as_version=4)
     assert any(c.get("outputs") for c in executed.cells if c.cell_type == "code")
 
 
 @pytest.mark.slow
-def test_bad_parameter_stops_with_a_clear_message(tmp_path):
-    with pytest.raises(CsuError, match="unknown corruption type 'noisy'"):
-        notebooks.execute("sigma_trajectory", tmp_path / "bad.ipynb", {
-            "profile": "smoke", "conditions": ["noisy:0.5"], "runs_dir": str(tmp_path / "runs"),
-            "fig_dir": str(tmp_path / "figures")})
+def test_sigma_trajectory_numbers(tmp_path, shared_runs):
+    notebooks.execute("sigma_trajectory", tmp_path / "executed.ipynb", {
+        "profile": "smoke", "conditions": ["none", "san:0.5"], "runs_dir": str(shared_runs),
+        "fig_dir": str(tmp_path / "figures")})
+    numbers = json.loads((tmp_path / "figures" / "sigma_trajectory.json").read_text())
+    assert set(numbers["curves"]) == {"clean", "san 50%"}
+    assert len(numbers["test_metrics"]) == 4  # 2 conditions x 2 losses
+    clean = numbers["curves"]["clean"]
+    assert len(clean["progress"]) == 101 and clean["progress"][-1] == 1.0
+    assert all(v > 0 for v in clean["mean"])  # 1/sigma^2 is positive
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, params, culprit", [
+    ("sigma_trajectory", {"conditions": ["noisy:0.5"]}, "unknown corruption type 'noisy'"),
+    ("sigma_trajectory", {"losses": ["focal"]}, "unknown loss 'focal'"),
+    ("sigma_analysis", {"class_profile": "everywhere"}, "class_profile"),
+    ("score_plane", {"conditions": ["none"]}, "conditions must be corrupted"),
+    ("landscape", {"n_clips": 0}, "n_clips must be a positive number"),
+    ("landscape", {"profile": "huge"}, "unknown profile 'huge'"),
+])
+def test_bad_parameter_stops_with_a_clear_message(name, params, culprit, tmp_path):
+    with pytest.raises(CsuError, match=culprit.replace("(", r"\(")):
+        notebooks.execute(name, tmp_path / "bad.ipynb", {"profile": "smoke", "runs_dir": str(tmp_path / "runs"),
+                                                          "fig_dir": str(tmp_path / "figures"), **params})
