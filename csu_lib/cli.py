@@ -59,8 +59,9 @@ def _figures(args: argparse.Namespace) -> int:
         print(f"[csu figures] {name} ({args.profile} profile) ...", flush=True)
         # one shared runs folder: runs are keyed by config hash, so a run two figures need is trained once
         params = {"profile": args.profile, "fig_dir": str(fig_dir), "runs_dir": str(runs_dir / "study")}
-        notebooks.execute(name, executed / f"{name}.ipynb", params, progress_bar=not args.quiet,
-                          log_output=args.log_output)
+        params = {k: v for k, v in params.items() if k in notebooks.declared_parameters(name)}
+        notebooks.execute(name, executed / f"{name}.ipynb", params,
+                          progress_bar=not (args.quiet or args.log_output), log_output=args.log_output)
         print(f"[csu figures] {name} done in {time.perf_counter() - t0:.0f} s; executed notebook: "
               f"{executed / f'{name}.ipynb'}", flush=True)
     print(f"[csu figures] figures are in {fig_dir}")

@@ -27,10 +27,18 @@ def notebook_path(name: str) -> Path:
     return path
 
 
+def declared_parameters(name: str) -> set[str]:
+    """The names assigned in a notebook's ``parameters`` cell."""
+    import papermill as pm
+
+    return set(pm.inspect_notebook(str(notebook_path(name))))
+
+
 def execute(name: str, output: str | os.PathLike, parameters: Mapping[str, Any], *,
             progress_bar: bool = False, log_output: bool = False) -> Path:
     """Run ``notebooks/<name>.ipynb`` through papermill from the repository root.
 
+    With ``log_output`` the notebook's printed output is streamed to this process's stdout.
     The kernel is this interpreter's (``sys.prefix/share/jupyter`` goes first on
     ``JUPYTER_PATH``), so the notebook sees the same csu_lib as the caller. A failing cell
     raises :class:`CsuError` carrying the notebook's own error message.
@@ -43,6 +51,16 @@ def execute(name: str, output: str | os.PathLike, parameters: Mapping[str, Any],
     output.parent.mkdir(parents=True, exist_ok=True)
     kernels = str(Path(sys.prefix) / "share" / "jupyter")
     os.environ["JUPYTER_PATH"] = os.pathsep.join([kernels, *filter(None, [os.environ.get("JUPYTER_PATH")])])
+    if log_output:
+        import logging
+
+        logger = logging.getLogger("papermill")
+        if not logger.handlers:
+            handler = logging.StreamHandler(sys.stdout)
+            handler.setFormatter(logging.Formatter("    %(message)s"))
+            handler.addFilter(lambda rec: not str(rec.getMessage()).startswith(("Executing Cell", "Ending Cell")))
+            logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
     try:
         pm.execute_notebook(str(src), str(output), parameters=dict(parameters), cwd=str(project_root()),
                             kernel_name="python3", progress_bar=progress_bar, log_output=log_output)
