@@ -556,7 +556,10 @@ def probe_run(record, settings: Mapping[str, Any], cache_root: str | os.PathLike
     """1-D curve, 2-D surface and geometry statistics of one trained run, cached on disk.
 
     ``settings``: ``n_clips``, ``span``, ``n_points_1d``, ``n_points_2d``, ``power_iters``,
-    ``trace_samples``, ``epsilon``, ``radius``, ``n_directions``, ``seed``. The result is saved
+    ``trace_samples``, ``epsilon``, ``radius``, ``n_directions``, ``seed`` and ``eval_loss``:
+    ``"own"`` probes the run's training loss (CSU with its learned s -- scaled by the learned
+    multipliers 1/sigma^2, so its curvature is larger by about that factor), ``"bce"`` probes
+    every run under plain BCE, which compares the geometry of the weights themselves. The result is saved
     under ``cache_root`` keyed by the run and a stable hash of the settings; a second call loads
     it instead of recomputing. Returns arrays ``alphas``, ``curve_1d``, ``grid_2d``,
     ``surface_2d`` and one scalar array per statistic of :func:`geometry_summary`.
@@ -568,12 +571,17 @@ def probe_run(record, settings: Mapping[str, Any], cache_root: str | os.PathLike
     from .train import prepare_data
 
     settings = dict(settings)
+    settings.setdefault("eval_loss", "own")
     key = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
     path = Path(cache_root) / f"{Path(record.path).name}-{key}"
     if path.with_suffix(".json").is_file():
         return load_landscape(path)[0]
     data = prepare_data(record.config, data_dir=data_dir, cache_dir=cache_dir, progress=False)
     model, loss_fn = load_model(record)
+    if settings["eval_loss"] == "bce":  # compare the weights' geometry under one common loss
+        from .losses import BCELoss
+
+        loss_fn = BCELoss()
     batches = fixed_batches(data, n_clips=int(settings["n_clips"]), seed=int(settings["seed"]))
     gen = torch.Generator().manual_seed(int(settings["seed"]))
     d1 = filter_normalised_direction(model, gen)
@@ -605,14 +613,16 @@ PROBE_SETTINGS: dict[str, dict[str, Any]] = {
 }
 
 
-def probe_settings(profile: str, *, seed: int = 0, **overrides) -> dict[str, Any]:
+def probe_settings(profile: str, *, seed: int = 0, eval_loss: str = "own", **overrides) -> dict[str, Any]:
     """The :func:`probe_run` settings of a profile; ``None`` overrides are ignored, an unknown
     key or a non-positive size is a :class:`~csu_lib.errors.ConfigError` naming it."""
     from .errors import ConfigError, unknown_name
 
     if profile not in PROBE_SETTINGS:
         raise unknown_name("profile", profile, PROBE_SETTINGS)
-    settings = dict(PROBE_SETTINGS[profile], seed=int(seed))
+    if eval_loss not in ("own", "bce"):
+        raise ConfigError(f"eval_loss must be 'own' or 'bce', got {eval_loss!r}")
+    settings = dict(PROBE_SETTINGS[profile], seed=int(seed), eval_loss=eval_loss)
     for key, value in overrides.items():
         if value is None:
             continue

@@ -10,13 +10,10 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-import matplotlib
+import matplotlib.pyplot as plt  # the backend is matplotlib's choice: inline in Jupyter, Agg headless
+import pandas as pd
 
-matplotlib.use(os.environ.get("MPLBACKEND", "Agg"))  # headless unless a backend is chosen
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from .io import atomic_path, atomic_write_json  # noqa: E402
+from .io import atomic_path, atomic_write_json
 
 #: Colours of conditions and methods, shared by every figure.
 PALETTE = {
@@ -381,6 +378,15 @@ def plot_sigma_vs_truth(sigma, true_rate, result: Optional[dict] = None, ax: plt
     return _finish(ax, xlabel, ylabel, title, legend_size=7)
 
 
+def _surface_inputs(surface, axis_a, axis_b):
+    """Float arrays of a surface and its two axes; the surface must be (len(axis_a), len(axis_b))."""
+    surface = np.asarray(surface, dtype=float)
+    axis_a, axis_b = np.asarray(axis_a, dtype=float), np.asarray(axis_b, dtype=float)
+    if surface.shape != (len(axis_a), len(axis_b)):
+        raise ValueError(f"surface has shape {surface.shape}, expected ({len(axis_a)}, {len(axis_b)})")
+    return surface, axis_a, axis_b
+
+
 def plot_score_plane(surface, grid_a, grid_b, clips_df: Optional[pd.DataFrame] = None,
                      ax: plt.Axes | None = None, *, levels: int = 20, class_names: Sequence[str] = ("a", "b"),
                      title: str | None = None, colorbar: bool = True, cmap: str = "viridis",
@@ -392,10 +398,7 @@ def plot_score_plane(surface, grid_a, grid_b, clips_df: Optional[pd.DataFrame] =
     clean clips as open circles, corrupted ones as red crosses. For BCE and CSU side by side,
     call it on two axes with the same ``vmin``/``vmax``.
     """
-    surface = np.asarray(surface, dtype=float)
-    grid_a, grid_b = np.asarray(grid_a, dtype=float), np.asarray(grid_b, dtype=float)
-    if surface.shape != (len(grid_a), len(grid_b)):
-        raise ValueError(f"surface has shape {surface.shape}, expected ({len(grid_a)}, {len(grid_b)})")
+    surface, grid_a, grid_b = _surface_inputs(surface, grid_a, grid_b)
     if ax is None:
         _, ax = plt.subplots(figsize=(4.6, 3.8))
     lo = float(np.nanmin(surface)) if vmin is None else vmin
@@ -455,10 +458,7 @@ def plot_landscape_2d(alphas, betas, surface, ax: plt.Axes | None = None, *, lev
     """Contour plot of a 2-D loss surface ``surface[i, j] = L(theta + alphas[i] d1 + betas[j] d2)``
     (:func:`csu_lib.landscape.loss_surface_2d`); the trained weights are marked at (0, 0).
     ``log``: contour log10 of the loss (positive surfaces only)."""
-    surface = np.asarray(surface, dtype=float)
-    alphas, betas = np.asarray(alphas, dtype=float), np.asarray(betas, dtype=float)
-    if surface.shape != (len(alphas), len(betas)):
-        raise ValueError(f"surface has shape {surface.shape}, expected ({len(alphas)}, {len(betas)})")
+    surface, alphas, betas = _surface_inputs(surface, alphas, betas)
     if ax is None:
         _, ax = plt.subplots(figsize=(4.4, 3.8))
     z = np.log10(surface) if log else surface
@@ -482,10 +482,7 @@ def plotly_landscape_2d(alphas, betas, surface, *, title: str | None = None, zla
     """Interactive 3-D view of a 2-D loss surface (plotly ``Surface`` with projected contours)."""
     import plotly.graph_objects as go
 
-    surface = np.asarray(surface, dtype=float)
-    alphas, betas = np.asarray(alphas, dtype=float), np.asarray(betas, dtype=float)
-    if surface.shape != (len(alphas), len(betas)):
-        raise ValueError(f"surface has shape {surface.shape}, expected ({len(alphas)}, {len(betas)})")
+    surface, alphas, betas = _surface_inputs(surface, alphas, betas)
     fig = go.Figure(go.Surface(x=alphas, y=betas, z=surface.T, colorscale=colorscale,  # z[row=beta][col=alpha]
                                colorbar=dict(title=zlabel),
                                contours=dict(z=dict(show=True, usecolormap=True, project=dict(z=True)))))

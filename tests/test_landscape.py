@@ -249,3 +249,35 @@ def test_save_and_load_landscape(tmp_path):
     js.unlink()
     with pytest.raises(FileNotFoundError):
         L.load_landscape(tmp_path / "sub" / "land")
+
+
+def test_probe_run_loss_choice_and_cache(tmp_path, smoke_config, smoke_data):
+    """probe_run evaluates the run's own loss or plain BCE, and caches its arrays."""
+    import torch
+
+    from csu_lib.landscape import fixed_batches, probe_run, probe_settings
+    from csu_lib.losses import BCELoss
+    from csu_lib.probes import load_model
+    from csu_lib.train import train_run
+
+    cfg = smoke_config.replace(train=smoke_config.train.replace(epochs=1))
+    rec = train_run(cfg, tmp_path / "run", data=smoke_data, progress=False)
+    model, csu = load_model(rec)
+    batches = fixed_batches(smoke_data, n_clips=16, seed=0)
+    with torch.no_grad():
+        x = torch.cat([b[0] for b in batches])
+        y = torch.cat([b[1] for b in batches])
+        direct = {"own": float(csu(model(x), y)), "bce": float(BCELoss()(model(x), y))}
+    for eval_loss in ("own", "bce"):
+        settings = probe_settings("smoke", eval_loss=eval_loss, n_clips=16, n_points_1d=3, n_points_2d=3,
+                                  power_iters=2, trace_samples=2, n_directions=1)
+        arrays = probe_run(rec, settings, tmp_path / "landscapes")
+        assert float(arrays["loss"]) == pytest.approx(direct[eval_loss], rel=1e-5)
+        # the centre of the 1-D curve (alpha = 0) is the unperturbed loss
+        assert arrays["curve_1d"][1] == pytest.approx(direct[eval_loss], rel=1e-5)
+    assert direct["own"] != pytest.approx(direct["bce"])
+    n_files = len(list((tmp_path / "landscapes").iterdir()))
+    probe_run(rec, settings, tmp_path / "landscapes")  # cached: nothing new written
+    assert len(list((tmp_path / "landscapes").iterdir())) == n_files == 4
+    with pytest.raises(Exception, match="eval_loss"):
+        probe_settings("smoke", eval_loss="mse")

@@ -88,3 +88,14 @@ def test_bad_parameter_stops_with_a_clear_message(name, params, culprit, tmp_pat
     with pytest.raises(CsuError, match=culprit.replace("(", r"\(")):
         notebooks.execute(name, tmp_path / "bad.ipynb", {"profile": "smoke", "runs_dir": str(tmp_path / "runs"),
                                                           "fig_dir": str(tmp_path / "figures"), **params})
+
+
+@pytest.mark.slow
+def test_figures_display_inline_in_the_notebook(tmp_path):
+    """Figures show as images in the executed notebook (what a JupyterLab user sees)."""
+    out = notebooks.execute("corruption", tmp_path / "corruption.ipynb", {
+        "profile": "smoke", "kinds": ["man"], "fig_dir": str(tmp_path / "figures")})
+    executed = nbformat.read(out, as_version=4)
+    images = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])
+              if "image/png" in o.get("data", {})]
+    assert images, "no inline image in the executed notebook"
