@@ -208,3 +208,21 @@ def test_final_metrics_recomputable_from_saved_scores(tmp_path, smoke_data):
     assert fit["n_corrupted"] == round(0.5 * len(data.train_idx))
     assert fit["n_corrupted"] + fit["n_clean"] == len(data.train_idx)
     assert 0 <= fit["corrupted_entries.mean_score_where_noisy_label_higher"] <= 1
+
+
+@pytest.mark.parametrize("model", ["small_cnn", "cnn6", "cnn10", "cnn14", "resnet22", "resnet38", "mobilenetv2",
+                                   "transformer"])
+def test_every_backbone_trains_end_to_end(model, tmp_path, smoke_config, smoke_data):
+    """One epoch of CSU on the smoke benchmark through the real training loop, at a tiny width."""
+    from csu_lib.models import MODELS
+
+    assert model in MODELS
+    width = {"small_cnn": 0.5, "mobilenetv2": 0.25, "transformer": 0.34}.get(model, 0.0625)
+    cfg = smoke_config.replace(model=smoke_config.model.replace(name=model, width=width),
+                               train=smoke_config.train.replace(epochs=1))
+    rec = train_run(cfg, tmp_path / model, data=smoke_data, progress=False)
+    assert rec.complete and len(rec.history) == 1
+    assert np.isfinite(rec.history["train_loss"]).all()
+    assert 0.0 < rec.final_metrics["test"]["mAP"] <= 1.0
+    assert rec.sigma.shape[1] == smoke_data.manifest.n_classes
+    assert rec.summary["n_parameters"] > 0
