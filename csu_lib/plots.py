@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Optional, Sequence
 
 import matplotlib.pyplot as plt  # the backend is matplotlib's choice: inline in Jupyter, Agg headless
+import numpy as np
 import pandas as pd
 
 from .io import atomic_path, atomic_write_json
@@ -91,8 +92,6 @@ def plot_multiplier_trajectories(curves: Mapping[str, pd.DataFrame], ax: plt.Axe
 # Classes are drawn grouped by family when ``families`` (one family name per class) is given:
 # families in order of first appearance, classes in their own order inside a family.
 
-import numpy as np  # noqa: E402
-from typing import Optional, Sequence  # noqa: E402
 
 #: Above this many classes the per-class tick labels are left out (the axis says how many).
 MAX_CLASS_TICKS = 60
@@ -286,8 +285,6 @@ def plot_label_counts(counts: pd.DataFrame, ax: plt.Axes | None = None, *, clean
 # ---------------------------------------------------------------------------------------------
 # Sigma, score-plane and parameter-space figures (csu_lib.probes / csu_lib.landscape results).
 
-import numpy as np  # noqa: E402
-from typing import Optional, Sequence  # noqa: E402
 
 #: Marker styles of the training clips on a score plane.
 CLIP_STYLE = {"clean": dict(marker="o", s=14, facecolors="white", edgecolors="k", linewidths=0.6),
