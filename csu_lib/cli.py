@@ -2,6 +2,8 @@
 
     csu train   [--profile P] [--loss bce|csu] [--model M] [--seed N] [--epochs N]
                 [--corruption KIND[:RATIO]] [--device D] [--config RUN.json] [--run-dir DIR]
+    csu sweep   STUDY.yaml [--runs-dir DIR]
+    csu report  STUDY.yaml|RUNS_DIR [--metric test.mAP] [--csv FILE]
     csu figures [--profile smoke|quick|paper] [--only NAME ...] [--runs-dir DIR] [--fig-dir DIR]
 
 ``csu figures`` executes the notebooks of ``notebooks/`` through papermill with the chosen
@@ -68,6 +70,33 @@ def _figures(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sweep(args: argparse.Namespace) -> int:
+    from .study import load_study, resolve_path, run_all
+
+    name, configs = load_study(args.study)
+    runs_dir = resolve_path(args.runs_dir) if args.runs_dir else resolve_path(Path("runs") / name)
+    records = run_all(configs, runs_dir, data_dir=resolve_path(args.data_dir), cache_dir=resolve_path(args.cache_dir),
+                      progress=not args.quiet)
+    print(f"study {name}: {len(records)} runs complete in {runs_dir}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from .study import load_study, report, resolve_path
+
+    target = Path(args.target)
+    if target.suffix in (".yaml", ".yml"):
+        name, _ = load_study(target)
+        runs_dir = resolve_path(args.runs_dir) if args.runs_dir else resolve_path(Path("runs") / name)
+    else:
+        runs_dir = resolve_path(target)
+    table = report(runs_dir, metric=args.metric)
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
+    if args.csv:
+        table.to_csv(args.csv, index=False)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="csu", description="csu-lab: robust audio tagging under unreliable labels")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -89,6 +118,21 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--cache-dir", default=None, help="default: $CSU_CACHE_DIR or ~/.cache/csu-lab")
     t.add_argument("--quiet", action="store_true", help="no progress bars")
     t.set_defaults(func=_train)
+
+    w = sub.add_parser("sweep", help="train every run of a study file (YAML grid); resumes, skips complete runs")
+    w.add_argument("study", help="study file, e.g. studies/example.yaml")
+    w.add_argument("--runs-dir", default=None, help="default: runs/<study name>")
+    w.add_argument("--data-dir", default=None, help="default: $CSU_DATA_DIR or ~/.cache/csu-lab/data")
+    w.add_argument("--cache-dir", default=None, help="default: $CSU_CACHE_DIR or ~/.cache/csu-lab")
+    w.add_argument("--quiet", action="store_true", help="no progress output")
+    w.set_defaults(func=_sweep)
+
+    r = sub.add_parser("report", help="summary table of a study's complete runs (mean and 95%% CI over seeds)")
+    r.add_argument("target", help="a study file (its runs folder is used) or a runs folder")
+    r.add_argument("--runs-dir", default=None, help="with a study file: its runs folder (default: runs/<name>)")
+    r.add_argument("--metric", default="test.mAP", help="a final-metrics column (default: test.mAP)")
+    r.add_argument("--csv", default=None, help="also write the table to this CSV file")
+    r.set_defaults(func=_report)
 
     f = sub.add_parser("figures", help="execute the figure notebooks through papermill")
     f.add_argument("--profile", default="quick", help="smoke | quick | paper (default: quick)")

@@ -130,3 +130,71 @@ def grid(profile: str, *, conditions: Sequence[str] = ("none",), losses: Sequenc
                             cfg = cfg.replace(method=MethodConfig(name=method))
                         configs.append(cfg)
     return configs
+
+
+#: The keys a study file may hold (see :func:`load_study`).
+STUDY_KEYS = ("name", "profile", "conditions", "losses", "models", "methods", "seeds", "epochs", "device",
+              "corruption")
+
+
+def load_study(path: str | os.PathLike) -> tuple[str, list[RunConfig]]:
+    """A study file (YAML) -> (study name, its run configurations).
+
+    Keys (all optional but ``profile``): ``name`` (default: the file's stem), ``profile``
+    (smoke | quick | paper), ``conditions`` (``none`` / ``KIND:RATIO``), ``losses``, ``models``,
+    ``methods``, ``seeds`` (default: the profile's), ``epochs``, ``device``, ``corruption``
+    (extra CorruptionConfig fields for the corrupted conditions). The grid is every condition x
+    model x method x loss x seed (:func:`grid`). An unknown key or value stops with an error
+    naming it and the file.
+    """
+    import yaml
+
+    from .errors import ConfigError, CsuError
+
+    path = Path(path)
+    if not path.is_file():
+        raise CsuError(f"study file {path} not found")
+    try:
+        spec = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{path}: a study is a mapping of {', '.join(STUDY_KEYS)}")
+    unknown = sorted(set(spec) - set(STUDY_KEYS))
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {unknown}; valid keys: {', '.join(STUDY_KEYS)}")
+    if "profile" not in spec:
+        raise ConfigError(f"{path}: 'profile' is required (smoke | quick | paper)")
+    kwargs = {k: spec[k] for k in ("conditions", "losses", "models", "methods", "seeds", "epochs", "device",
+                                   "corruption") if k in spec}
+    try:
+        configs = grid(spec["profile"], **kwargs)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return str(spec.get("name") or path.stem), configs
+
+
+def report(runs_dir: str | os.PathLike, *, metric: str = "test.mAP"):
+    """Summary table of the complete runs below ``runs_dir``: one row per setting (condition,
+    model, method, loss) with the mean, a Student-t 95% CI over seeds and the seed count."""
+    import pandas as pd
+
+    from .errors import CsuError
+    from .probes import mean_ci
+    from .records import load_runs
+
+    runs = load_runs(runs_dir)
+    if runs.empty:
+        raise CsuError(f"no complete run below {runs_dir}")
+    if metric not in runs.columns:
+        raise CsuError(f"unknown metric {metric!r}; e.g. test.mAP, test.mAUC, test.d_prime, test.lwlrap")
+    runs = runs.assign(condition=[
+        "clean" if k == "none" or r == 0 else f"{k} {round(r * 100)}%"
+        for k, r in zip(runs["corruption.kind"], runs["corruption.ratio"])])
+    keys = ["condition", "model.name", "method.name", "loss.name"]
+    rows = []
+    for values, group in runs.groupby(keys, sort=True):
+        mean, lo, hi = mean_ci(group[metric].to_numpy(dtype=float))
+        rows.append({**dict(zip(keys, values)), "n": len(group), metric: float(mean), "ci_lo": float(lo),
+                     "ci_hi": float(hi)})
+    return pd.DataFrame(rows)
