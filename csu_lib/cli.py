@@ -97,6 +97,13 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_location_args(parser: argparse.ArgumentParser) -> None:
+    """--data-dir, --cache-dir and --quiet of the commands that train."""
+    parser.add_argument("--data-dir", default=None, help="default: $CSU_DATA_DIR or ~/.cache/csu-lab/data")
+    parser.add_argument("--cache-dir", default=None, help="default: $CSU_CACHE_DIR or ~/.cache/csu-lab")
+    parser.add_argument("--quiet", action="store_true", help="no progress output")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="csu", description="csu-lab: robust audio tagging under unreliable labels")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -114,17 +121,13 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--config", default=None, help="a RunConfig JSON file (overrides the flags above)")
     t.add_argument("--run-dir", default=None, help="default: <runs-dir>/<run id>")
     t.add_argument("--runs-dir", default="runs/train")
-    t.add_argument("--data-dir", default=None, help="default: $CSU_DATA_DIR or ~/.cache/csu-lab/data")
-    t.add_argument("--cache-dir", default=None, help="default: $CSU_CACHE_DIR or ~/.cache/csu-lab")
-    t.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_location_args(t)
     t.set_defaults(func=_train)
 
     w = sub.add_parser("sweep", help="train every run of a study file (YAML grid); resumes, skips complete runs")
     w.add_argument("study", help="study file, e.g. studies/example.yaml")
     w.add_argument("--runs-dir", default=None, help="default: runs/<study name>")
-    w.add_argument("--data-dir", default=None, help="default: $CSU_DATA_DIR or ~/.cache/csu-lab/data")
-    w.add_argument("--cache-dir", default=None, help="default: $CSU_CACHE_DIR or ~/.cache/csu-lab")
-    w.add_argument("--quiet", action="store_true", help="no progress output")
+    _add_location_args(w)
     w.set_defaults(func=_sweep)
 
     r = sub.add_parser("report", help="summary table of a study's complete runs (mean and 95%% CI over seeds)")
