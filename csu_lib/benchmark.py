@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Callable
 
 import numpy as np
 import pandas as pd
@@ -415,9 +415,3 @@ def load_benchmark(directory: str | os.PathLike) -> Manifest:
 def default_data_dir() -> Path:
     """``$CSU_DATA_DIR`` or ``~/.cache/csu-lab/data``."""
     return Path(os.environ.get("CSU_DATA_DIR", Path.home() / ".cache" / "csu-lab" / "data"))
-
-
-def embedded_manifest(config: Optional[BenchmarkConfig] = None, data_dir: Optional[str] = None, *,
-                      progress: bool = True) -> Manifest:
-    """Convenience: build (or reuse) the benchmark and return its manifest."""
-    return build_benchmark(config or BenchmarkConfig(), data_dir or default_data_dir(), progress=progress)

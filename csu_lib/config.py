@@ -280,6 +280,16 @@ class CorruptionConfig(Serialisable):
         _check(0.0 <= lo <= hi <= 1.0, "corruption.soft_range", "must satisfy 0 <= low <= high <= 1",
                self.soft_range)
 
+    @property
+    def label(self) -> str:
+        """``clean`` or e.g. ``san 50%``: how figures and tables name the condition."""
+        return corruption_label(self.kind, self.ratio)
+
+
+def corruption_label(kind: str, ratio: float) -> str:
+    """``clean`` for no corruption, else ``<kind> <ratio in %>`` (e.g. ``man 50%``)."""
+    return "clean" if kind == "none" or ratio == 0 else f"{kind} {round(ratio * 100)}%"
+
 
 # ---------------------------------------------------------------------------------------------
 # Compared methods (methods.md sections 3-5)

@@ -85,10 +85,7 @@ def config_value(record: RunRecord, key: str):
 
 
 def _condition(record: RunRecord) -> str:
-    c = record.config.corruption
-    if c.kind == "none" or c.ratio == 0:
-        return "clean"
-    return f"{c.kind} {round(c.ratio * 100)}%"
+    return record.config.corruption.label
 
 
 def group_label(values: dict) -> str:

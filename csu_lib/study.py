@@ -74,9 +74,7 @@ def parse_condition(text: str) -> dict:
 
 def condition_label(corruption) -> str:
     """``clean`` or e.g. ``san 50%`` for a CorruptionConfig."""
-    if corruption.kind == "none" or corruption.ratio == 0:
-        return "clean"
-    return f"{corruption.kind} {round(corruption.ratio * 100)}%"
+    return corruption.label
 
 
 def project_root(start: Optional[str | os.PathLike] = None) -> Path:
@@ -188,9 +186,10 @@ def report(runs_dir: str | os.PathLike, *, metric: str = "test.mAP"):
         raise CsuError(f"no complete run below {runs_dir}")
     if metric not in runs.columns:
         raise CsuError(f"unknown metric {metric!r}; e.g. test.mAP, test.mAUC, test.d_prime, test.lwlrap")
-    runs = runs.assign(condition=[
-        "clean" if k == "none" or r == 0 else f"{k} {round(r * 100)}%"
-        for k, r in zip(runs["corruption.kind"], runs["corruption.ratio"])])
+    from .config import corruption_label
+
+    runs = runs.assign(condition=[corruption_label(k, r) for k, r in zip(runs["corruption.kind"],
+                                                                         runs["corruption.ratio"])])
     keys = ["condition", "model.name", "method.name", "loss.name"]
     rows = []
     for values, group in runs.groupby(keys, sort=True):
