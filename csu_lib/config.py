@@ -398,6 +398,9 @@ class LossConfig(Serialisable):
                "must be 'sum' or 'mean'", self.csu_class_reduction)
 
 
+LR_SCHEDULES = ("constant", "cosine")
+
+
 @dataclass(frozen=True)
 class TrainConfig(Serialisable):
     epochs: int = 30
@@ -410,8 +413,19 @@ class TrainConfig(Serialisable):
     amp: bool = True  # mixed precision, on CUDA only
     early_stopping_patience: Optional[int] = 10  # epochs without val-mAP gain; None: off
     eval_batch_size: int = 128
+    #: Per-step learning-rate schedule: "constant", or "cosine" (linear warm-up over the first
+    #: 5% of steps, then cosine decay to 0). Computed from the global step, so resuming needs no
+    #: scheduler state.
+    lr_schedule: str = "constant"
+    #: Convolutions in channels_last memory format (about 1.5x faster for the CNNs on this CPU,
+    #: see bench/); the numbers differ from contiguous format only by float rounding.
+    channels_last: bool = True
 
     def __post_init__(self) -> None:
+        _check(self.lr_schedule in LR_SCHEDULES, "train.lr_schedule", f"must be one of {LR_SCHEDULES}",
+               self.lr_schedule)
+        _check(isinstance(self.channels_last, bool), "train.channels_last", "must be true or false",
+               self.channels_last)
         _check(isinstance(self.epochs, int) and not isinstance(self.epochs, bool) and self.epochs > 0,
                "train.epochs", "must be a positive integer", self.epochs)
         _check(isinstance(self.batch_size, int) and self.batch_size > 0, "train.batch_size",

@@ -15,6 +15,7 @@
 """
 from __future__ import annotations
 
+import math
 import os
 import time
 from dataclasses import dataclass, field
@@ -177,6 +178,8 @@ def train_run(config: RunConfig, run_dir: str | os.PathLike, *, data: Optional[P
 
     torch.manual_seed(tc.seed)
     model = build_model(config.model, n_classes, config.frontend.n_mels).to(device)
+    if tc.channels_last:
+        model = model.to(memory_format=torch.channels_last)
     loss_fn = build_loss(config.loss, n_classes).to(device)
     optimizer = _make_optimizer(config, model, loss_fn)
     feats = _Features(data.store, device)
@@ -186,6 +189,7 @@ def train_run(config: RunConfig, run_dir: str | os.PathLike, *, data: Optional[P
     mask = None if mask_np is None else torch.as_tensor(mask_np, dtype=torch.float32, device=device)
     n_train = len(data.train_idx)
     steps_per_epoch = (n_train + tc.batch_size - 1) // tc.batch_size
+    base_lrs = [g["lr"] for g in optimizer.param_groups]
 
     history: list[dict] = []
     sigma_log: list[np.ndarray] = []
@@ -226,6 +230,9 @@ def train_run(config: RunConfig, run_dir: str | os.PathLike, *, data: Optional[P
                 x, y, m = method.transform_batch(x, y, m, local, batch_gen)
                 if on_step is not None:
                     on_step(epoch, step)
+                factor = lr_factor(tc.lr_schedule, epoch * steps_per_epoch + step, tc.epochs * steps_per_epoch)
+                for group, base in zip(optimizer.param_groups, base_lrs):
+                    group["lr"] = base * factor
                 with torch.autocast(device_type=device.type, dtype=torch.bfloat16,
                                     enabled=tc.amp and device.type == "cuda"):
                     logits = model(x)
@@ -280,6 +287,17 @@ def train_run(config: RunConfig, run_dir: str | os.PathLike, *, data: Optional[P
         "method": method.summary(),
         "train_seconds": float(sum(h["seconds"] for h in history))})
     return load_run(run_dir)
+
+
+def lr_factor(schedule: str, step: int, total_steps: int) -> float:
+    """The learning-rate multiplier of a global step (see ``TrainConfig.lr_schedule``)."""
+    if schedule == "constant":
+        return 1.0
+    warmup = max(1, int(0.05 * total_steps))
+    if step < warmup:
+        return (step + 1) / warmup
+    progress = (step - warmup) / max(1, total_steps - warmup)
+    return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
 
 def _write_progress(run_dir: Path, history: list[dict], sigma_log: list[np.ndarray], steps_per_epoch: int) -> None:
