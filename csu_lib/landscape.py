@@ -606,8 +606,8 @@ GEOMETRY_KEYS = ("loss", "top_eigenvalue", "hessian_trace", "epsilon_sharpness",
 PROBE_SETTINGS: dict[str, dict[str, Any]] = {
     "smoke": dict(n_clips=64, span=1.0, n_points_1d=9, n_points_2d=5, power_iters=5, trace_samples=5,
                   epsilon=1e-3, radius=0.1, n_directions=3),
-    "quick": dict(n_clips=64, span=1.0, n_points_1d=21, n_points_2d=11, power_iters=10, trace_samples=10,
-                  epsilon=1e-3, radius=0.1, n_directions=5),
+    "quick": dict(n_clips=64, span=1.0, n_points_1d=15, n_points_2d=9, power_iters=8, trace_samples=8,
+                  epsilon=1e-3, radius=0.1, n_directions=4),
     "paper": dict(n_clips=1024, span=1.0, n_points_1d=51, n_points_2d=31, power_iters=100, trace_samples=100,
                   epsilon=1e-3, radius=0.1, n_directions=20),
 }

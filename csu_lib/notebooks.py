@@ -9,10 +9,13 @@ from typing import Any, Mapping
 from .errors import CsuError
 from .study import project_root
 
-#: The notebooks ``csu figures`` executes, in order (they share one runs folder, so the runs of
-#: the first are reused by the later ones). ``comparison`` trains many more runs (every method x
-#: seeds); it runs with ``csu figures --only comparison``.
-FIGURE_NOTEBOOKS: tuple[str, ...] = ("corruption", "sigma_trajectory", "sigma_analysis", "score_plane", "landscape")
+#: The notebooks ``csu figures`` executes, in order. They share one runs folder and runs are keyed
+#: by config hash, so a run is trained once, by the first notebook that needs it: ``degradation``
+#: trains the main grid (clean + every type x ratio, BCE and CSU), which the trajectory, score-plane,
+#: landscape, class-precision and quickstart notebooks reuse; ``sigma_analysis`` adds the
+#: class-dependent corruption runs and ``comparison`` the compared methods. ``explorer`` only reads.
+FIGURE_NOTEBOOKS: tuple[str, ...] = ("corruption", "degradation", "sigma_trajectory", "sigma_analysis", "score_plane",
+                                     "landscape", "class_precision", "comparison", "quickstart", "explorer")
 
 
 def notebook_dir() -> Path:

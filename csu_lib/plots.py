@@ -640,3 +640,88 @@ def plot_mask_sweep(sweep: pd.DataFrame, ax: plt.Axes | None = None, *, key: str
         ax.set_title(title)
     ax.legend(loc="best", fontsize=8)
     return ax
+
+
+# ---------------------------------------------------------------------------------------------
+# Degradation and class-wise precision (notebooks/degradation.ipynb, notebooks/class_precision.ipynb):
+# tables from csu_lib.results.
+
+
+def plot_degradation(table: pd.DataFrame, *, metric: str = "test.mAP", title: str | None = None) -> plt.Figure:
+    """The metric against the corruption ratio (the CSU paper's Fig. 3): one panel per corruption
+    type, one line per backbone x loss (colour: loss, line style: backbone), 95% CI bands when
+    there are several seeds. ``table``: :func:`csu_lib.results.degradation_table`."""
+    kinds = list(dict.fromkeys(table["kind"]))
+    models = list(dict.fromkeys(table["model.name"]))
+    fig, axes = plt.subplots(1, len(kinds), figsize=(4.0 * len(kinds), 3.4), sharey=True, squeeze=False,
+                             layout="constrained")
+    for ax, kind in zip(axes[0], kinds):
+        sub = table[table["kind"] == kind]
+        for (model, method, loss), line in sub.groupby(["model.name", "method.name", "loss.name"], sort=False):
+            line = line.sort_values("ratio")
+            x = 100 * line["ratio"].to_numpy(dtype=float)
+            colour = PALETTE.get(str(loss), "#4d4d4d")
+            name = f"{model}, {loss.upper()}" + ("" if method == "none" else f"+{method}")
+            n = int(line["n"].min())
+            ax.plot(x, line[metric], marker="o", ms=4, lw=1.6, color=colour,
+                    ls=_LINESTYLES[models.index(model) % len(_LINESTYLES)], label=f"{name} (n={n})")
+            if n > 1:
+                ax.fill_between(x, line["ci_lo"], line["ci_hi"], color=colour, alpha=0.15, lw=0)
+        ax.set_title(str(kind).upper())
+        ax.set_xlabel("corrupted training clips (%)")
+    axes[0, 0].set_ylabel(f"{metric} (mean, 95% CI over seeds)")
+    axes[0, -1].legend(loc="best", fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_relative_change(table: pd.DataFrame, ax: plt.Axes | None = None, *, title: str | None = None) -> plt.Axes:
+    """Relative change at one ratio, normalised to clean training (the CSU paper's Fig. 4): one
+    group of bars per corruption type x backbone, one bar per loss, 95% CI over seeds as error
+    bars. ``table``: :func:`csu_lib.results.relative_change`."""
+    groups = list(dict.fromkeys(zip(table["kind"], table["model.name"])))
+    losses = list(dict.fromkeys(table["loss.name"]))
+    if ax is None:
+        _, ax = plt.subplots(figsize=(max(4.5, 1.3 * len(groups) + 1.5), 3.4))
+    width = 0.8 / max(1, len(losses))
+    for j, loss in enumerate(losses):
+        sub = table[table["loss.name"] == loss].set_index(["kind", "model.name"])
+        x, y, err = [], [], [[], []]
+        for i, key in enumerate(groups):
+            if key not in sub.index:
+                continue
+            row = sub.loc[key]
+            x.append(i + (j - (len(losses) - 1) / 2) * width)
+            y.append(float(row["change_percent"]))
+            err[0].append(float(row["change_percent"] - row["ci_lo"]))
+            err[1].append(float(row["ci_hi"] - row["change_percent"]))
+        n = int(table[table["loss.name"] == loss]["n"].min())
+        ax.bar(x, y, width=width, color=PALETTE.get(str(loss), f"C{j}"), label=f"{str(loss).upper()} (n={n})",
+               yerr=err if n > 1 else None, capsize=3)
+    ax.axhline(0, color="black", lw=0.8)
+    single_model = len({m for _, m in groups}) == 1
+    ax.set_xticks(range(len(groups)), [k.upper() if single_model else f"{k.upper()}\n{m}" for k, m in groups])
+    ratio = float(table["ratio"].iloc[0]) if len(table) else 0.5
+    return _finish(ax, "", f"change vs clean training at {ratio:.0%} (%)", title)
+
+
+def plot_class_precision(table: pd.DataFrame, columns: Sequence[str], ax: plt.Axes | None = None, *,
+                         sort_by: str | None = None, title: str | None = None, threshold: float = 0.5) -> plt.Axes:
+    """Class-wise precision at ``threshold`` (the spirit of the CSU paper's Fig. 9): one marker
+    per class and column (e.g. ``bce``, ``csu``), classes sorted by ``sort_by`` (a column,
+    descending) or kept in class order (``None``). ``table``: :func:`csu_lib.results.class_precision_table`."""
+    df = table.sort_values(sort_by, ascending=False, na_position="last") if sort_by else table
+    if ax is None:
+        _, ax = plt.subplots(figsize=(min(16.0, max(6.0, 0.16 * len(df))), 3.6))
+    x = np.arange(len(df))
+    for j, column in enumerate(columns):
+        values = df[column].to_numpy(dtype=float)
+        ax.plot(x, values, "o-", ms=3.5, lw=0.9, color=PALETTE.get(str(column), f"C{j}"),
+                label=f"{str(column).upper()} (mean {np.nanmean(values):.3f})" if np.isfinite(values).any()
+                else str(column).upper())
+    ax.set_xticks(x, df["class"], rotation=90, fontsize=6 if len(df) > 30 else 8)
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(False, axis="x")
+    order = f"sorted by {str(sort_by).upper()} precision" if sort_by else "class order"
+    return _finish(ax, f"class ({order})", f"precision at {threshold:g}", title)

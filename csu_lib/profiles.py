@@ -27,6 +27,10 @@ class Profile:
     seeds: tuple[int, ...]
     #: Use each backbone's CPU-sized default width (``models.DEFAULT_WIDTH``) unless one is given.
     cpu_widths: bool = True
+    #: The backbones the figure notebooks train by default (their ``models``/``model`` = None).
+    backbones: tuple[str, ...] = ("small_cnn",)
+    #: The corruption ratios of the degradation curves (the clean runs are ratio 0).
+    ratios: tuple[float, ...] = (0.5,)
 
 
 PROFILES: dict[str, Profile] = {
@@ -34,9 +38,10 @@ PROFILES: dict[str, Profile] = {
     # 8 epochs of batch 16 (800 steps, ~22 s a run on 2 cores): the most runs that fit the 15-minute
     # main job; clean test mAP ~0.72 (not converged: see the README's measured results).
     "quick": Profile("quick", "quick", epochs=8, lr=3e-3, batch_size=16, early_stopping_patience=None,
-                     seeds=(0,)),
+                     seeds=(0,), ratios=(0.25, 0.5)),
     "paper": Profile("paper", "paper", epochs=60, lr=1e-3, batch_size=32, early_stopping_patience=15,
-                     seeds=tuple(range(10)), cpu_widths=False),
+                     seeds=tuple(range(10)), cpu_widths=False, backbones=("mobilenetv2", "cnn14"),
+                     ratios=(0.1, 0.2, 0.3, 0.4, 0.5)),
 }
 
 

@@ -164,18 +164,28 @@ def find_runs(study_dir: str | os.PathLike) -> Iterable[Path]:
         yield cfg.parent
 
 
+def _run_row(path: Path, complete: bool, config: dict, final_metrics: Optional[dict]) -> dict[str, Any]:
+    row: dict[str, Any] = {"path": str(path), "run_id": Path(path).name, "complete": complete}
+    _flatten("", config, row)
+    if final_metrics:
+        _flatten("", final_metrics, row)
+    return row
+
+
 def load_runs(study_dir: str | os.PathLike, *, include_incomplete: bool = False) -> pd.DataFrame:
     """All runs of a study as a DataFrame: one row per run, config flattened into dotted
     columns (``loss.name``, ``train.seed``, ...), final metrics as ``test.mAP`` etc., plus
-    ``path`` and ``complete``."""
+    ``path``, ``run_id`` and ``complete``."""
     rows = []
     for run_dir in find_runs(study_dir):
         complete = is_complete(run_dir)
         if not complete and not include_incomplete:
             continue
-        row: dict[str, Any] = {"path": str(run_dir), "complete": complete}
-        _flatten("", read_json(run_dir / "config.json"), row)
-        if complete:
-            _flatten("", read_json(run_dir / "final_metrics.json"), row)
-        rows.append(row)
+        rows.append(_run_row(run_dir, complete, read_json(run_dir / "config.json"),
+                             read_json(run_dir / "final_metrics.json") if complete else None))
     return pd.DataFrame(rows)
+
+
+def records_frame(records: Iterable[RunRecord]) -> pd.DataFrame:
+    """The :func:`load_runs` table of records already in hand (same columns, same order as given)."""
+    return pd.DataFrame([_run_row(r.path, r.complete, r.config.to_dict(), r.final_metrics) for r in records])

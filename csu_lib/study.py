@@ -175,25 +175,13 @@ def load_study(path: str | os.PathLike) -> tuple[str, list[RunConfig]]:
 def report(runs_dir: str | os.PathLike, *, metric: str = "test.mAP"):
     """Summary table of the complete runs below ``runs_dir``: one row per setting (condition,
     model, method, loss) with the mean, a Student-t 95% CI over seeds and the seed count."""
-    import pandas as pd
-
     from .errors import CsuError
-    from .probes import mean_ci
     from .records import load_runs
+    from .results import summarise
 
     runs = load_runs(runs_dir)
     if runs.empty:
         raise CsuError(f"no complete run below {runs_dir}")
     if metric not in runs.columns:
         raise CsuError(f"unknown metric {metric!r}; e.g. test.mAP, test.mAUC, test.d_prime, test.lwlrap")
-    from .config import corruption_label
-
-    runs = runs.assign(condition=[corruption_label(k, r) for k, r in zip(runs["corruption.kind"],
-                                                                         runs["corruption.ratio"])])
-    keys = ["condition", "model.name", "method.name", "loss.name"]
-    rows = []
-    for values, group in runs.groupby(keys, sort=True):
-        mean, lo, hi = mean_ci(group[metric].to_numpy(dtype=float))
-        rows.append({**dict(zip(keys, values)), "n": len(group), metric: float(mean), "ci_lo": float(lo),
-                     "ci_hi": float(hi)})
-    return pd.DataFrame(rows)
+    return summarise(runs, metric=metric).drop(columns=["seeds"])
