@@ -2,7 +2,8 @@
 
     csu train   [--profile P] [--loss bce|csu] [--model M] [--seed N] [--epochs N]
                 [--corruption KIND[:RATIO]] [--device D] [--config RUN.json] [--run-dir DIR]
-    csu sweep   STUDY.yaml [--runs-dir DIR]
+    csu sweep   STUDY.yaml [--runs-dir DIR] [--engine local|ray] [--address ADDR]
+                [--cpus-per-run N] [--gpus-per-run N]
     csu report  STUDY.yaml|RUNS_DIR [--metric test.mAP] [--csv FILE]
     csu figures [--profile smoke|quick|paper] [--only NAME ...] [--runs-dir DIR] [--fig-dir DIR]
 
@@ -12,6 +13,7 @@ profile and keeps each executed notebook under ``<runs-dir>/executed/<profile>/`
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -38,6 +40,8 @@ def _train(args: argparse.Namespace) -> int:
     record = train_run(config, run_dir, data_dir=resolve_path(args.data_dir), cache_dir=resolve_path(args.cache_dir),
                        progress=not args.quiet)
     test = record.final_metrics["test"]
+    if os.environ.get("RANK", "0") != "0":  # under torchrun only rank 0 reports
+        return 0
     print(f"{run_dir}: test mAP {test['mAP']:.4f}  mAUC {test['mAUC']:.4f}  d' {test['d_prime']:.3f}  "
           f"lwlrap {test['lwlrap']:.4f}")
     return 0
@@ -71,14 +75,37 @@ def _figures(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from .study import load_study, resolve_path, run_all
+    from .engines import run_sweep
+    from .study import load_study, resolve_path
 
     name, configs = load_study(args.study)
     runs_dir = resolve_path(args.runs_dir) if args.runs_dir else resolve_path(Path("runs") / name)
-    records = run_all(configs, runs_dir, data_dir=resolve_path(args.data_dir), cache_dir=resolve_path(args.cache_dir),
-                      progress=not args.quiet)
-    print(f"study {name}: {len(records)} runs complete in {runs_dir}")
+    result = run_sweep(configs, runs_dir, engine=args.engine, address=args.address, cpus_per_run=args.cpus_per_run,
+                       gpus_per_run=args.gpus_per_run, data_dir=resolve_path(args.data_dir),
+                       cache_dir=resolve_path(args.cache_dir), progress=not args.quiet)
+    if result.failures:
+        for run_id, error in result.failures:
+            print(f"csu sweep: run {run_id} failed: {error}", file=sys.stderr)
+        print(f"study {name}: {len(result.records)} of {len(configs)} runs complete in {runs_dir}; "
+              f"{len(result.failures)} failed (run the same command again to retry them)", file=sys.stderr)
+        return 1
+    print(f"study {name}: {len(result.records)} runs complete in {runs_dir}")
     return 0
+
+
+def _positive_float(name: str, minimum: float, inclusive: bool):
+    """An argparse type: a float >= / > ``minimum``; a bad value names the argument."""
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise argparse.ArgumentTypeError(f"{name} must be a finite number, got {text!r}")
+        if not (value >= minimum if inclusive else value > minimum):
+            raise argparse.ArgumentTypeError(f"{name} must be {'>=' if inclusive else '>'} {minimum:g}, got {text!r}")
+        return value
+    return parse
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -124,9 +151,25 @@ def build_parser() -> argparse.ArgumentParser:
     _add_location_args(t)
     t.set_defaults(func=_train)
 
-    w = sub.add_parser("sweep", help="train every run of a study file (YAML grid); resumes, skips complete runs")
+    w = sub.add_parser(
+        "sweep", help="train every run of a study file (YAML grid); resumes, skips complete runs",
+        description="Train every run of a study file that is not complete yet; an interrupted run resumes from "
+                    "its last epoch checkpoint. --engine local (default) trains one run after another in this "
+                    "process; --engine ray trains one Ray task per run in parallel (pip install 'csu-lab[ray]'). "
+                    "With Ray on several machines, --runs-dir, --data-dir and --cache-dir must be on a filesystem "
+                    "every node sees at the same path, and csu-lab must be installed on every node.")
     w.add_argument("study", help="study file, e.g. studies/example.yaml")
     w.add_argument("--runs-dir", default=None, help="default: runs/<study name>")
+    w.add_argument("--engine", choices=("local", "ray"), default="local",
+                   help="local: sequential, in this process (default); ray: one Ray task per run")
+    w.add_argument("--address", default=None,
+                   help="Ray cluster to use (e.g. 10.0.0.1:6379 or auto); default: $RAY_ADDRESS, else a local "
+                        "Ray instance started for this sweep (--engine ray only)")
+    w.add_argument("--cpus-per-run", type=_positive_float("--cpus-per-run", 0, False), default=None, metavar="N",
+                   help="CPUs each run reserves; also its torch thread count (default 1; --engine ray only)")
+    w.add_argument("--gpus-per-run", type=_positive_float("--gpus-per-run", 0, True), default=None, metavar="N",
+                   help="GPUs each run reserves, fractions below 1 share a GPU (default: 1 for device cuda, or "
+                        "auto on a cluster with GPUs, else 0; --engine ray only)")
     _add_location_args(w)
     w.set_defaults(func=_sweep)
 
