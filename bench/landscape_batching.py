@@ -9,12 +9,12 @@ difference between the two surfaces. Never asserts on time.
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import time
 
+import common  # noqa: F401  (first: puts the repository on sys.path when run as a script)
 import numpy as np
 import torch
+from common import add_common_args, apply_common_args, print_header, sync
 
 from csu_lib import landscape as L
 from csu_lib.losses import CSULoss
@@ -32,15 +32,11 @@ def main() -> None:
     ap.add_argument("--mels", type=int, default=64)
     ap.add_argument("--frames", type=int, default=101, help="101 frames = 1 s at hop 160 / 16 kHz")
     ap.add_argument("--width", type=float, default=1.0, help="SmallCNN width")
-    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--seed", type=int, default=0)
+    add_common_args(ap)
     args = ap.parse_args()
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_common_args(args)
     device = torch.device(args.device)
-    torch.manual_seed(args.seed)
     model = SmallCNN(args.classes, n_mels=args.mels, width=args.width).to(device)
     with torch.no_grad():  # BatchNorm statistics as after training (not the identity defaults)
         for m in model.modules():
@@ -57,31 +53,26 @@ def main() -> None:
     dirs = [L.filter_normalised_direction(model, g) for _ in range(2)]
     axis = np.linspace(-args.span, args.span, args.grid)
 
-    print("machine:", platform.platform(), "|", platform.processor() or platform.machine(),
-          f"| {os.cpu_count()} logical CPUs | torch {torch.__version__} | torch threads {torch.get_num_threads()}"
-          f" | device {device}" + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""))
     n_params = sum(p.numel() for p in model.parameters())
-    print(f"settings: SmallCNN width {args.width} ({n_params} parameters, perturbed: "
-          f"{len(L.perturbed_parameter_names(model))} conv/linear weights), {args.classes} classes, "
-          f"input {args.mels}x{args.frames}, {args.clips} clips in {len(batches)} batches of <= {args.batch_size}, "
-          f"CSU loss (s fixed), surface {args.grid}x{args.grid} = {args.grid ** 2} points, "
-          f"batch_points {args.batch_points}, seed {args.seed}")
-
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+    print_header("landscape: batched (vmap) vs pointwise loss surface", {
+        "model": f"SmallCNN width {args.width} ({n_params} parameters, perturbed: "
+                 f"{len(L.perturbed_parameter_names(model))} conv/linear weights)",
+        "classes": args.classes, "input": f"{args.mels}x{args.frames}",
+        "clips": f"{args.clips} in {len(batches)} batches of <= {args.batch_size}", "loss": "CSU (s fixed)",
+        "surface": f"{args.grid}x{args.grid} = {args.grid ** 2} points", "batch_points": args.batch_points,
+        "seed": args.seed}, device)
 
     # one warm-up point each (first-call allocations, vmap tracing of the batching rules)
     L.loss_surface_2d(model, loss, batches, dirs, axis[:1], axis[:1], batch_points=args.batch_points)
     L.loss_surface_2d_pointwise(model, loss, batches, dirs, axis[:1], axis[:1])
-    sync()
+    sync(device)
     t0 = time.perf_counter()
     batched = L.loss_surface_2d(model, loss, batches, dirs, axis, axis, batch_points=args.batch_points)
-    sync()
+    sync(device)
     t_batched = time.perf_counter() - t0
     t0 = time.perf_counter()
     pointwise = L.loss_surface_2d_pointwise(model, loss, batches, dirs, axis, axis)
-    sync()
+    sync(device)
     t_pointwise = time.perf_counter() - t0
     rel = np.max(np.abs(batched - pointwise) / np.abs(pointwise))
     print(f"batched:   {t_batched:8.3f} s  ({1e3 * t_batched / axis.size ** 2:.1f} ms/point)")

@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import os
+from functools import lru_cache
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import soundfile as sf
 import torch
-import torchaudio.functional as AF
+import torchaudio.transforms as T
 
 from .errors import AudioError
 
@@ -43,13 +44,21 @@ def load_audio(path: str | os.PathLike, sample_rate: int, n_samples: Optional[in
         raise AudioError(f"{who}: audio contains NaN or infinite samples")
     mono = data.mean(axis=1)
     if native != sample_rate:
-        mono = AF.resample(torch.from_numpy(mono), native, sample_rate).numpy()
+        with torch.no_grad():
+            mono = _resampler(native, sample_rate)(torch.from_numpy(mono)).numpy()
     if n_samples is not None:
         if mono.shape[0] >= n_samples:
             mono = mono[:n_samples]
         else:
             mono = np.pad(mono, (0, n_samples - mono.shape[0]))
     return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+@lru_cache(maxsize=16)
+def _resampler(native: int, sample_rate: int) -> T.Resample:
+    """One windowed-sinc resampler per rate pair: its kernel is computed once, not per clip (the
+    same kernel and output as ``torchaudio.functional.resample``, which rebuilds it every call)."""
+    return T.Resample(native, sample_rate)
 
 
 def write_wav(path: str | os.PathLike, audio: np.ndarray, sample_rate: int) -> None:
