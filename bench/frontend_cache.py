@@ -94,7 +94,7 @@ def main() -> None:
                for feed in ("cache", "fly")}
         feeders = {"cache": feed_cache, "fly": feed_fly}
 
-        def run(feed: str, indices: range, timed: bool) -> None:
+        def run(feed: str, indices: range, timed: bool, step=step) -> None:
             sw = sws[feed] if timed else {k: Stopwatch(device) for k in sws[feed]}
             for i in indices:
                 with sw["total"]:

@@ -420,8 +420,14 @@ class TrainConfig(Serialisable):
     #: Convolutions in channels_last memory format (about 1.5x faster for the CNNs on this CPU,
     #: see bench/); the numbers differ from contiguous format only by float rounding.
     channels_last: bool = True
+    #: Whether the feature store is held in memory (on the training device) or streamed from its
+    #: shards: "auto" (held when <= 2 GiB and <= a quarter of the free device memory), "always",
+    #: "never". Only speed and memory depend on it, never the numbers (csu_lib.features).
+    features_in_memory: str = "auto"
 
     def __post_init__(self) -> None:
+        _check(self.features_in_memory in ("auto", "always", "never"), "train.features_in_memory",
+               "must be 'auto', 'always' or 'never'", self.features_in_memory)
         _check(self.lr_schedule in LR_SCHEDULES, "train.lr_schedule", f"must be one of {LR_SCHEDULES}",
                self.lr_schedule)
         _check(isinstance(self.channels_last, bool), "train.channels_last", "must be true or false",

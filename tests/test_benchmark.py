@@ -363,7 +363,7 @@ def test_features_equal_direct_logmel(tiny_built, tiny_features):
 def test_second_build_reuses_feature_cache(tiny_built, tiny_features, monkeypatch):
     cfg, _, m = tiny_built
     cache, store = tiny_features
-    npy = store.path / "features.npy"
+    npy = store.features.paths[0]
     mtime = npy.stat().st_mtime_ns
 
     def boom(*a, **k):
