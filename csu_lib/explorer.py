@@ -86,12 +86,15 @@ class Explorer:
         return _class_names(str(self.table(study)["path"].iloc[0]))
 
     def defaults(self, study: Optional[str] = None) -> dict[str, str]:
-        """A sensible first view: the first corrupted condition, the first backbone, CSU when
-        present, and the class that condition corrupted most (by the run's corruption record)."""
+        """A sensible first view: a corrupted condition, the first backbone, CSU when
+        present, and the class that condition corrupted most (by the run's corruption record).
+        The condition is the corrupted one with the most runs (the richest comparison)."""
         study = study or self.runs_dir.name
         opts = self.options(study)
+        runs = self.table(study)
         conditions = [c for c in opts["condition"] if c != "clean"] or opts["condition"]
-        condition = conditions[0]
+        counts = runs["condition"].value_counts()
+        condition = max(conditions, key=lambda c: (counts.get(c, 0), -conditions.index(c)))  # the most runs
         backbone = self.options(study, condition)["backbone"][0]
         methods = self.options(study, condition, backbone)["method"]
         method = "csu" if "csu" in methods else methods[0]
@@ -182,6 +185,9 @@ class Explorer:
         axes[1, 0].set_yticks(y, table["method"])
         axes[1, 0].set(xlabel="test mAP (mean over seeds)", title="(c) every method here")
         axes[1, 1].barh(y, table["class precision"].fillna(0), color=colours, edgecolor=edge, linewidth=1.5)
+        for yi, value in zip(y, table["class precision"]):
+            if not np.isfinite(value):
+                axes[1, 1].text(0.01, yi, "no positive prediction", va="center", fontsize=8)
         axes[1, 1].set_yticks(y, table["method"])
         rate = float(table["class corruption rate"].iloc[0])
         axes[1, 1].set(xlabel=f"test precision at {float(sel['test.threshold'].iloc[0]):g}", xlim=(0, 1),

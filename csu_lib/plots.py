@@ -710,16 +710,18 @@ def plot_class_precision(table: pd.DataFrame, columns: Sequence[str], ax: plt.Ax
                          sort_by: str | None = None, title: str | None = None, threshold: float = 0.5) -> plt.Axes:
     """Class-wise precision at ``threshold`` (the spirit of the CSU paper's Fig. 9): one marker
     per class and column (e.g. ``bce``, ``csu``), classes sorted by ``sort_by`` (a column,
-    descending) or kept in class order (``None``). ``table``: :func:`csu_lib.results.class_precision_table`."""
+    descending) or kept in class order (``None``). A class never predicted positive has no
+    precision: it is a gap. ``table``: :func:`csu_lib.results.class_precision_table`."""
     df = table.sort_values(sort_by, ascending=False, na_position="last") if sort_by else table
     if ax is None:
         _, ax = plt.subplots(figsize=(min(16.0, max(6.0, 0.16 * len(df))), 3.6))
     x = np.arange(len(df))
     for j, column in enumerate(columns):
         values = df[column].to_numpy(dtype=float)
+        n = int(np.isfinite(values).sum())
         ax.plot(x, values, "o-", ms=3.5, lw=0.9, color=PALETTE.get(str(column), f"C{j}"),
-                label=f"{str(column).upper()} (mean {np.nanmean(values):.3f})" if np.isfinite(values).any()
-                else str(column).upper())
+                label=f"{str(column).upper()} (mean {np.nanmean(values):.3f} over its {n} classes with a precision)"
+                if n else f"{str(column).upper()} (no class predicted positive)")
     ax.set_xticks(x, df["class"], rotation=90, fontsize=6 if len(df) > 30 else 8)
     ax.set_ylim(-0.02, 1.02)
     ax.grid(False, axis="x")
