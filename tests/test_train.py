@@ -224,3 +224,16 @@ def test_every_backbone_trains_end_to_end(model, tmp_path, smoke_config, smoke_d
     assert 0.0 < rec.final_metrics["test"]["mAP"] <= 1.0
     assert rec.sigma.shape[1] == smoke_data.manifest.n_classes
     assert rec.summary["n_parameters"] > 0
+
+
+def test_lr_factor_schedules():
+    import math
+
+    from csu_lib.train import lr_factor
+
+    assert [lr_factor("constant", s, 100) for s in (0, 50, 99)] == [1.0, 1.0, 1.0]
+    # cosine: linear warm-up over 5% of the steps (5 of 100), then half a cosine down to 0
+    assert [lr_factor("cosine", s, 100) for s in range(5)] == pytest.approx([0.2, 0.4, 0.6, 0.8, 1.0])
+    assert lr_factor("cosine", 5, 100) == pytest.approx(1.0)
+    assert lr_factor("cosine", 52, 100) == pytest.approx(0.5 * (1 + math.cos(math.pi * 47 / 95)))
+    assert lr_factor("cosine", 100, 100) == pytest.approx(0.0)
