@@ -30,11 +30,6 @@ from .errors import CsuError
 from .records import find_runs, is_complete, load_run, load_runs
 
 
-def method_label(loss: str, method: str) -> str:
-    """``csu`` or ``bce+teacher_mask``: the spec the comparison notebook uses."""
-    return loss if method in (None, "none") else f"{loss}+{method}"
-
-
 class Explorer:
     """The run records below ``runs_dir`` and its sibling study folders."""
 
@@ -58,13 +53,14 @@ class Explorer:
         """The complete runs of a study with ``condition``, ``method`` and ``run_id`` columns."""
         study = study or self.runs_dir.name
         if study not in self._tables:
+            from .methods import method_spec
             from .results import with_condition
 
             runs = load_runs(self.runs_dir.parent / study)
             if runs.empty:
                 raise CsuError(f"no complete run in {self.runs_dir.parent / study}")
             runs = with_condition(runs)
-            runs["method"] = [method_label(l, m) for l, m in zip(runs["loss.name"], runs["method.name"])]
+            runs["method"] = [method_spec(l, m) for l, m in zip(runs["loss.name"], runs["method.name"])]
             self._tables[study] = runs
         return self._tables[study]
 
@@ -78,7 +74,7 @@ class Explorer:
         out["backbone"] = sorted(runs["model.name"].unique())
         if backbone is not None:
             runs = runs[runs["model.name"] == backbone]
-        out["method"] = sorted(runs["method"].unique(), key=lambda m: (m.split("+")[0] != "bce", "+" in m, m))
+        out["method"] = sorted(runs["method"].unique(), key=_method_order)
         out["class"] = list(self.class_names(study))
         return out
 
@@ -124,20 +120,21 @@ class Explorer:
         if class_name not in names:
             raise CsuError(f"unknown class {class_name!r}; classes: {names[:10]}{' ...' if len(names) > 10 else ''}")
         c = names.index(class_name)
+        from .results import class_precision_table
+
         sel = self._select(study, condition, backbone, method)
+        precision = class_precision_table(sel, names, by="method").iloc[c]  # mean over seeds, NaN: none
         rows = []
         for name, group in sel.groupby("method", sort=False):
-            prec = [row[c] for row in group["test.class_precision"]]
             sigma = [_final_sigma(p, c) for p in group["path"]]
             sigma = [s for s in sigma if s is not None]
             rate = _class_rate(group["path"].iloc[0])
             rows.append({"method": name, "selected": name == method, "n": len(group),
                          "test.mAP": float(group["test.mAP"].mean()),
-                         "class precision": float(np.nanmean([np.nan if v is None else v for v in prec])),
+                         "class precision": float(precision[name]),
                          "class sigma": float(np.mean(sigma)) if sigma else np.nan,
                          "class corruption rate": float(rate[c]) if rate is not None else 0.0})
-        return pd.DataFrame(rows).sort_values("method", key=lambda s: s.map(
-            lambda m: (m.split("+")[0] != "bce", "+" in m, m))).reset_index(drop=True)
+        return pd.DataFrame(rows).sort_values("method", key=lambda s: s.map(_method_order)).reset_index(drop=True)
 
     def view(self, study: Optional[str] = None, condition: Optional[str] = None, backbone: Optional[str] = None,
              method: Optional[str] = None, class_name: Optional[str] = None):
@@ -234,6 +231,11 @@ class Explorer:
             box.observe(refresh, names="value")
         refresh()
         return W.VBox([W.HBox(list(boxes.values())[:3]), W.HBox(list(boxes.values())[3:]), out])
+
+
+def _method_order(spec: str) -> tuple:
+    """BCE methods before CSU ones, the plain loss first: bce, bce+..., csu, csu+..."""
+    return (spec.split("+")[0] != "bce", "+" in spec, spec)
 
 
 def _ordered_conditions(values) -> list[str]:

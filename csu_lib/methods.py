@@ -467,11 +467,6 @@ def build_method(config, data, *, run_dir=None, cache_dir=None, progress: bool =
 # =============================================================================================
 # Comparison study helpers (notebooks/comparison.ipynb): method specs, configs, tables.
 
-#: The methods the comparison notebook trains by default ("<loss>" or "<loss>+<method>").
-DEFAULT_COMPARISON = ("bce", "bce+teacher_mask", "bce+label_correction", "bce+psl", "bce+mixup_or",
-                      "bce+mixup", "csu", "csu+mixup_or")
-
-
 def parse_method_spec(spec: str) -> tuple[str, str]:
     """``"bce"`` -> ("bce", "none"); ``"csu+mixup_or"`` -> ("csu", "mixup_or"); a bare method
     name (``"teacher_mask"``) means BCE with that method."""
@@ -488,10 +483,15 @@ def parse_method_spec(spec: str) -> tuple[str, str]:
     return loss, method
 
 
+def method_spec(loss: str, method: str) -> str:
+    """``bce``, ``csu+mixup_or``, ... (the loss, plus the method unless it is ``none``): the
+    inverse of :func:`parse_method_spec`."""
+    return loss if method in (None, "none") else f"{loss}+{method}"
+
+
 def method_label(config: "RunConfig") -> str:
-    """``bce``, ``csu+mixup_or``, ... (the loss, plus the method unless it is ``none``)."""
-    name = config.method.name
-    return config.loss.name if name == "none" else f"{config.loss.name}+{name}"
+    """The :func:`method_spec` of a run."""
+    return method_spec(config.loss.name, config.method.name)
 
 
 def comparison_configs(profile: str, condition: str, methods: Sequence[str], seeds: Sequence[int], *,

@@ -503,10 +503,10 @@ def train_logits(model, data, *, batch_size: int = 128, device="cpu") -> np.ndar
     training mode is restored afterwards."""
     import torch
 
-    from .train import _Features
+    from .features import FeatureLoader
 
     device = torch.device(device)
-    feats = _Features(data.store, device)
+    feats = FeatureLoader(data.store, device)
     was_training = model.training
     model.eval()
     out = []

@@ -158,9 +158,10 @@ def compute_scores(model: torch.nn.Module, data, config: RunConfig, device: torc
     """Sigmoid scores of ``model`` on the training split: (N_train, C), or (N_train, K, C) for
     the PSL chunks of ``chunk_seconds`` (:func:`csu_lib.methods.psl_chunk_layout`)."""
     from .methods import psl_chunk_layout, select_chunks
-    from .train import _Features, predict
+    from .features import FeatureLoader
+    from .train import predict
 
-    feats = _Features(data.store, device)
+    feats = FeatureLoader(data.store, device)
     rows = np.asarray(data.train_idx)
     bs = config.train.eval_batch_size
     if chunk_seconds is None:

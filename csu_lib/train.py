@@ -108,12 +108,6 @@ def prepare_data(config: RunConfig, *, data_dir: Optional[str | os.PathLike] = N
     return PreparedData(manifest, store, train_idx, val_idx, test_idx, train_labels, corruption, skipped)
 
 
-class _Features(FeatureLoader):
-    """Batches of features for training and evaluation: small stores held in memory on the
-    training device, larger ones streamed (pinned and prefetched on CUDA); see
-    :class:`~csu_lib.features.FeatureLoader` and ``train.features_in_memory``."""
-
-
 @torch.no_grad()
 def predict(model: torch.nn.Module, feats: Callable[[np.ndarray], torch.Tensor], rows: np.ndarray,
             batch_size: int, device: torch.device) -> np.ndarray:
@@ -207,7 +201,7 @@ def _train_run(config: RunConfig, run_dir: str | os.PathLike, ctx: Optional[dist
         model = model.to(memory_format=torch.channels_last)
     loss_fn = build_loss(config.loss, n_classes).to(device)
     optimizer = _make_optimizer(config, model, loss_fn)
-    feats = _Features(data.store, device, tc.features_in_memory)
+    feats = FeatureLoader(data.store, device, tc.features_in_memory)
     method = build_method(config, data, run_dir=run_dir, cache_dir=cache_dir, progress=progress and main)
     target_np, mask_np = method.train_targets(data.train_labels)
     targets = torch.as_tensor(target_np, dtype=torch.float32, device=device)
