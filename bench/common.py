@@ -226,17 +226,24 @@ def add_data_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--clips-per-class", type=int, default=None,
                     help="override the profile's clips per class (a smaller benchmark)")
     ap.add_argument("--batch-size", type=int, default=None, help="default: the profile's training batch size")
+    ap.add_argument("--frontend", default=None,
+                    help="front-end preset (csu_lib.config.FRONTEND_PRESETS, e.g. panns32k); default: the profile's")
 
 
 def load_data(args: argparse.Namespace):
     """(RunConfig, PreparedData, batch size) of the embedded benchmark at ``args.profile``'s size;
     generates the audio and builds the feature cache on first use (``$CSU_DATA_DIR``,
     ``$CSU_CACHE_DIR``)."""
+    from csu_lib.errors import ConfigError
     from csu_lib.profiles import run_config
     from csu_lib.train import prepare_data
 
     bench = {"clips_per_class": args.clips_per_class} if args.clips_per_class else {}
-    config = run_config(args.profile, device="cpu", benchmark=bench or None)
+    try:
+        config = run_config(args.profile, device="cpu", benchmark=bench or None,
+                            frontend=getattr(args, "frontend", None))
+    except ConfigError as exc:
+        raise SystemExit(str(exc)) from None
     data = prepare_data(config, progress=False)
     batch = args.batch_size or config.train.batch_size
     return config, data, batch

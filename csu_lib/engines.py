@@ -68,14 +68,16 @@ class SweepResult:
 
 def run_local(configs: Iterable[RunConfig], runs_dir: str | os.PathLike, *,
               data_dir: Optional[str | os.PathLike] = None, cache_dir: Optional[str | os.PathLike] = None,
-              progress: bool = True) -> SweepResult:
-    """The local engine: :func:`csu_lib.study.run_all` (sequential, in this process). A failing
-    run stops the sweep with its exception, as ``run_all`` does."""
+              progress: bool = True, vectorise: int = 1) -> SweepResult:
+    """The local engine: :func:`csu_lib.study.run_all` (sequential, in this process; up to
+    ``vectorise`` compatible runs at once, see :mod:`csu_lib.vectorised`). A failing run stops
+    the sweep with its exception, as ``run_all`` does."""
     from .study import run_all, run_dir_for
 
     configs = list(configs)
     skipped = [c.run_id for c in configs if is_complete(run_dir_for(c, runs_dir))]
-    records = run_all(configs, runs_dir, data_dir=data_dir, cache_dir=cache_dir, progress=progress)
+    records = run_all(configs, runs_dir, data_dir=data_dir, cache_dir=cache_dir, progress=progress,
+                      vectorise=vectorise)
     trained = [c.run_id for c in configs if c.run_id not in set(skipped)]
     return SweepResult(records=records, trained=trained, skipped=skipped)
 
@@ -322,17 +324,24 @@ def run_ray(configs: Iterable[RunConfig], runs_dir: str | os.PathLike, *, addres
 def run_sweep(configs: Iterable[RunConfig], runs_dir: str | os.PathLike, *, engine: str = "local",
               address: Optional[str] = None, cpus_per_run: Optional[float] = None,
               gpus_per_run: Optional[float] = None, data_dir: Optional[str | os.PathLike] = None,
-              cache_dir: Optional[str | os.PathLike] = None, progress: bool = True) -> SweepResult:
+              cache_dir: Optional[str | os.PathLike] = None, progress: bool = True,
+              vectorise: int = 1) -> SweepResult:
     """Train a sweep with ``engine`` (``local`` or ``ray``); the Ray options are refused with
-    the local engine rather than ignored."""
+    the local engine, and ``vectorise`` > 1 with the Ray engine, rather than ignored."""
     if engine not in ENGINES:
         raise ConfigError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if not isinstance(vectorise, int) or isinstance(vectorise, bool) or vectorise < 1:
+        raise ConfigError(f"--vectorise must be a positive integer, got {vectorise!r}")
+    if engine == "ray" and vectorise > 1:
+        raise ConfigError("--vectorise: only with the local engine (the Ray engine trains one run per task; "
+                          "use --gpus-per-run below 1 to share a GPU between runs)")
     if engine == "local":
         given = [name for name, value in (("--address", address), ("--cpus-per-run", cpus_per_run),
                                           ("--gpus-per-run", gpus_per_run)) if value is not None]
         if given:
             raise ConfigError(f"{', '.join(given)}: only with --engine ray (the local engine trains in this "
                               "process, one run after another)")
-        return run_local(configs, runs_dir, data_dir=data_dir, cache_dir=cache_dir, progress=progress)
+        return run_local(configs, runs_dir, data_dir=data_dir, cache_dir=cache_dir, progress=progress,
+                         vectorise=vectorise)
     return run_ray(configs, runs_dir, address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
                    data_dir=data_dir, cache_dir=cache_dir, progress=progress)

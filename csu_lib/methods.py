@@ -435,6 +435,11 @@ class Mixup(Method):
         return {"mixup_alpha": self.alpha, "domain": "dB"}
 
 
+#: Methods whose ``transform_batch`` changes a batch (mixing, chunking): everything else only
+#: sets targets and a loss mask once per run (tests check this against the classes).
+BATCH_METHODS = frozenset({"psl", "mixup_or", "mixup"})
+
+
 def build_method(config, data, *, run_dir=None, cache_dir=None, progress: bool = True) -> Method:
     """The :class:`Method` of ``config.method`` for prepared ``data`` (a teacher is trained or
     loaded here when the method needs one, see :mod:`csu_lib.teacher`)."""

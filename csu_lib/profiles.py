@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .config import (BENCHMARK_PRESETS, CorruptionConfig, DataConfig, LossConfig, ModelConfig, RunConfig,
-                     TrainConfig)
+from .config import (BENCHMARK_PRESETS, CorruptionConfig, DataConfig, FrontendConfig, LossConfig, ModelConfig,
+                     RunConfig, TrainConfig, frontend_preset)
 from .errors import ConfigError, unknown_name
 
 
@@ -55,22 +55,26 @@ def run_config(profile: str = "quick", *, loss: str = "bce", model: str = "small
                epochs: int | None = None, device: str = "auto", width: float | None = None,
                corruption: dict[str, Any] | None = None,
                benchmark: dict[str, Any] | None = None, train: dict[str, Any] | None = None,
-               loss_options: dict[str, Any] | None = None) -> RunConfig:
+               loss_options: dict[str, Any] | None = None,
+               frontend: str | FrontendConfig | None = None) -> RunConfig:
     """A RunConfig for the embedded benchmark at a profile's size, with overrides.
 
     ``epochs=None`` takes the profile's value; ``width=None`` the backbone's CPU-sized default
     width (``models.DEFAULT_WIDTH``) in the smoke and quick profiles and full width in paper. ``corruption``, ``benchmark``, ``train`` and
     ``loss_options`` are dicts of field overrides for the corresponding config dataclasses.
+    ``frontend`` is a preset name (``config.FRONTEND_PRESETS``) or a FrontendConfig; the embedded
+    benchmark is then rendered at its sample rate (unless ``benchmark`` sets one).
     """
     p = get_profile(profile)
     if epochs is not None and (not isinstance(epochs, int) or isinstance(epochs, bool) or epochs <= 0):
         raise ConfigError(f"epochs must be a positive integer, got {epochs!r}")
-    bench = BENCHMARK_PRESETS[p.benchmark].replace(**(benchmark or {}))
+    fe = frontend_preset(frontend) if isinstance(frontend, str) else (frontend or FrontendConfig())
+    bench = BENCHMARK_PRESETS[p.benchmark].replace(**{"sample_rate": fe.sample_rate, **(benchmark or {})})
     train_cfg = TrainConfig(epochs=epochs or p.epochs, lr=p.lr, batch_size=p.batch_size, seed=seed, device=device,
                             early_stopping_patience=p.early_stopping_patience)
     if train:
         train_cfg = train_cfg.replace(**train)
-    return RunConfig(data=DataConfig(benchmark=bench), corruption=CorruptionConfig(**(corruption or {})),
+    return RunConfig(data=DataConfig(benchmark=bench), frontend=fe, corruption=CorruptionConfig(**(corruption or {})),
                      model=ModelConfig(name=model, width=width if width is not None else _width(p, model)), loss=LossConfig(name=loss, **(loss_options or {})),
                      train=train_cfg)
 

@@ -13,6 +13,7 @@ from typing import Iterable, Optional, Sequence
 from .config import RunConfig
 from .records import RunRecord, is_complete, load_run
 from .train import PreparedData, prepare_data, train_run
+from .vectorised import plan_groups, train_group
 
 
 def run_dir_for(config: RunConfig, runs_dir: str | os.PathLike) -> Path:
@@ -21,35 +22,41 @@ def run_dir_for(config: RunConfig, runs_dir: str | os.PathLike) -> Path:
 
 def run_all(configs: Iterable[RunConfig], runs_dir: str | os.PathLike, *,
             data_dir: Optional[str | os.PathLike] = None, cache_dir: Optional[str | os.PathLike] = None,
-            progress: bool = True) -> list[RunRecord]:
+            progress: bool = True, vectorise: int = 1) -> list[RunRecord]:
     """Train every config not yet complete (sequentially) and return all records in order.
 
     Runs that share the same data and corruption reuse one prepared dataset (features are
-    read once).
+    read once). ``vectorise`` > 1 trains up to that many compatible runs at once (seeds and
+    corruption settings of one backbone; :mod:`csu_lib.vectorised`, for a GPU).
     """
     configs = list(configs)
-    records: list[RunRecord] = []
     prepared: dict[str, PreparedData] = {}
     todo = [c for c in configs if not is_complete(run_dir_for(c, runs_dir))]
     if progress:
         print(f"{len(configs)} runs: {len(configs) - len(todo)} complete, {len(todo)} to train", flush=True)
-    done = 0
-    for config in configs:
-        rd = run_dir_for(config, runs_dir)
-        if is_complete(rd):
-            records.append(load_run(rd))
-            continue
+
+    def data_for(config: RunConfig) -> PreparedData:
         key = config.data.hash() + config.frontend.hash() + config.corruption.hash()
         if key not in prepared:
             prepared[key] = prepare_data(config, data_dir=data_dir, cache_dir=cache_dir, progress=progress)
+        return prepared[key]
+
+    done = 0
+    for group in plan_groups(todo, vectorise):
         t0 = time.perf_counter()
-        record = train_run(config, rd, data=prepared[key], progress=progress)
-        records.append(record)
-        done += 1
-        if progress:
-            print(f"[{done}/{len(todo)}] {rd.name} ({condition_label(config.corruption)}): test mAP "
-                  f"{record.final_metrics['test']['mAP']:.4f} in {time.perf_counter() - t0:.0f} s", flush=True)
-    return records
+        dirs = [run_dir_for(c, runs_dir) for c in group]
+        if len(group) == 1:
+            group_records = [train_run(group[0], dirs[0], data=data_for(group[0]), progress=progress)]
+        else:
+            group_records = train_group(group, dirs, data=[data_for(c) for c in group], progress=progress)
+        seconds = time.perf_counter() - t0
+        for config, rd, record in zip(group, dirs, group_records):
+            done += 1
+            if progress:
+                together = f" ({len(group)} vectorised)" if len(group) > 1 else ""
+                print(f"[{done}/{len(todo)}] {rd.name} ({condition_label(config.corruption)}): test mAP "
+                      f"{record.final_metrics['test']['mAP']:.4f} in {seconds:.0f} s{together}", flush=True)
+    return [load_run(run_dir_for(c, runs_dir)) for c in configs]
 
 
 def parse_condition(text: str) -> dict:

@@ -184,14 +184,7 @@ def _train_run(config: RunConfig, run_dir: str | os.PathLike, ctx: Optional[dist
                                                        progress=progress and main), "preparing the data")
     n_classes = data.manifest.n_classes
     if main:
-        info = versions(device)
-        if ctx is not None:
-            info["distributed"] = ctx.describe()
-        atomic_write_json(run_dir / "versions.json", info)
-        if data.corruption is not None and not (run_dir / "corruption.json").is_file():
-            data.corruption.save(run_dir)
-        if data.skipped:
-            atomic_write_json(run_dir / "skipped_clips.json", data.skipped)
+        start_run_files(run_dir, data, device, None if ctx is None else {"distributed": ctx.describe()})
 
     torch.manual_seed(tc.seed)
     model = build_model(config.model, n_classes, config.frontend.n_mels).to(device)
@@ -214,6 +207,7 @@ def _train_run(config: RunConfig, run_dir: str | os.PathLike, ctx: Optional[dist
     sigma_log: list[np.ndarray] = []
     best = {"score": -np.inf, "epoch": -1, "state": None}
     start_epoch, bad_epochs = 0, 0
+    vectorised: Optional[dict] = None
     if ctx is not None and not ctx.is_main:
         _seed_rank(tc.seed, ctx.rank, 0)  # rank 0 keeps the one-process RNG stream (dropout)
     ckpt = load_checkpoint(run_dir)
@@ -226,6 +220,9 @@ def _train_run(config: RunConfig, run_dir: str | os.PathLike, ctx: Optional[dist
             torch.cuda.set_rng_state(ckpt["cuda_rng"], device)
         history, sigma_log, best = ckpt["history"], ckpt["sigma_log"], ckpt["best"]
         start_epoch, bad_epochs = ckpt["epoch"] + 1, ckpt["bad_epochs"]
+        if ckpt.get("vectorised"):  # begun in a vectorised group (csu_lib.vectorised), finished alone
+            vectorised = {**ckpt["vectorised"], "alone_from_epoch": ckpt["vectorised"].get("alone_from_epoch",
+                                                                                           start_epoch)}
         if ctx is not None:
             _restore_rank_rng(ckpt, ctx, tc.seed, start_epoch, device)
             if not ctx.is_main:
@@ -315,39 +312,72 @@ def _train_run(config: RunConfig, run_dir: str | os.PathLike, ctx: Optional[dist
             extra = {} if ctx is None else _gather_rank_rng(ctx, device)
             if main:
                 _write_progress(run_dir, history, sigma_log, steps_per_epoch)
-                save_torch(run_dir / "checkpoint.pt", {
-                    "epoch": epoch, "model": model.state_dict(), "loss": loss_fn.state_dict(),
-                    "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
-                    "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
-                    "history": history, "sigma_log": sigma_log, "best": best, "bad_epochs": bad_epochs,
-                    "stopped": stopped_early, "config": config.to_dict(), **extra})
+                save_checkpoint(run_dir, config, device, epoch=epoch, model=model.state_dict(),
+                                loss=loss_fn.state_dict(), optimizer=optimizer.state_dict(), history=history,
+                                sigma_log=sigma_log, best=best, bad_epochs=bad_epochs, stopped=stopped_early,
+                                **extra, **({"vectorised": vectorised} if vectorised else {}))
     finally:
         bar.close()
 
     if main:
-        model.load_state_dict(best["state"])
-        rows = {"train": data.train_idx, "val": data.val_idx, "test": data.test_idx}
-        scores = {}
-        for split, split_rows in rows.items():
-            scores[split] = predict(model, feats, split_rows, tc.eval_batch_size, device)
-            atomic_save_npy(run_dir / f"scores_{split}.npy", scores[split].astype(np.float32))
-        final = {**final_metrics(data.manifest, scores, rows, data.corruption),
-                 "best_epoch": best["epoch"], "epochs_run": len(history)}
-        save_torch(run_dir / "model.pt", {"model": best["state"], "config": config.to_dict(),
-                                          "loss": loss_fn.state_dict(), "class_names": data.manifest.class_names})
-        summary = {
-            "versions": versions(device), "n_parameters": count_parameters(model),
-            "steps_per_epoch": steps_per_epoch, "n_train": n_train,
-            "n_corrupted": 0 if data.corruption is None else data.corruption.n_corrupted,
-            "method": method.summary(),
-            "train_seconds": float(sum(h["seconds"] for h in history))}
+        extra_summary: dict = {"vectorised": vectorised} if vectorised else {}
         if ctx is not None:
-            summary["versions"]["distributed"] = ctx.describe()
-            summary["distributed"] = {**ctx.describe(), "rank_checks": rank_checks}
-        finalize(run_dir, config, final_metrics=final, summary=summary)
+            extra_summary["distributed"] = {**ctx.describe(), "rank_checks": rank_checks}
+        finish_run(run_dir, config, data, model, loss_fn, method, feats, device, best=best, history=history,
+                   steps_per_epoch=steps_per_epoch, extra_versions=None if ctx is None else
+                   {"distributed": ctx.describe()}, extra_summary=extra_summary)
     if ctx is not None:
         ctx.barrier()  # the record is complete before any rank reads it
     return load_run(run_dir)
+
+
+def start_run_files(run_dir: Path, data: PreparedData, device: torch.device,
+                    extra_versions: Optional[dict] = None) -> None:
+    """The files a run writes before its first step: ``versions.json``, the corruption it trains
+    under (``corruption.json``, kept from an earlier start) and the clips it skipped."""
+    atomic_write_json(run_dir / "versions.json", {**versions(device), **(extra_versions or {})})
+    if data.corruption is not None and not (run_dir / "corruption.json").is_file():
+        data.corruption.save(run_dir)
+    if data.skipped:
+        atomic_write_json(run_dir / "skipped_clips.json", data.skipped)
+
+
+def save_checkpoint(run_dir: Path, config: RunConfig, device: torch.device, *, epoch: int, model: dict,
+                    loss: dict, optimizer: dict, history: list[dict], sigma_log: list[np.ndarray], best: dict,
+                    bad_epochs: int, stopped: bool, **extra) -> None:
+    """The epoch checkpoint a run resumes from (model, loss and optimiser states, the global RNG
+    state, the history so far and the best weights), written atomically."""
+    save_torch(run_dir / "checkpoint.pt", {
+        "epoch": epoch, "model": model, "loss": loss, "optimizer": optimizer, "torch_rng": torch.get_rng_state(),
+        "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
+        "history": history, "sigma_log": sigma_log, "best": best, "bad_epochs": bad_epochs,
+        "stopped": stopped, "config": config.to_dict(), **extra})
+
+
+def finish_run(run_dir: Path, config: RunConfig, data: PreparedData, model: torch.nn.Module,
+               loss_fn: torch.nn.Module, method: Method, feats: FeatureLoader, device: torch.device, *,
+               best: dict, history: list[dict], steps_per_epoch: int, extra_versions: Optional[dict] = None,
+               extra_summary: Optional[dict] = None) -> None:
+    """The end of a run: the best weights scored on every split (``scores_<split>.npy``), the
+    final metrics, ``model.pt`` and the record (written last, the completeness marker)."""
+    tc = config.train
+    model.load_state_dict(best["state"])
+    rows = {"train": data.train_idx, "val": data.val_idx, "test": data.test_idx}
+    scores = {}
+    for split, split_rows in rows.items():
+        scores[split] = predict(model, feats, split_rows, tc.eval_batch_size, device)
+        atomic_save_npy(run_dir / f"scores_{split}.npy", scores[split].astype(np.float32))
+    final = {**final_metrics(data.manifest, scores, rows, data.corruption),
+             "best_epoch": best["epoch"], "epochs_run": len(history)}
+    save_torch(run_dir / "model.pt", {"model": best["state"], "config": config.to_dict(),
+                                      "loss": loss_fn.state_dict(), "class_names": data.manifest.class_names})
+    summary = {
+        "versions": {**versions(device), **(extra_versions or {})}, "n_parameters": count_parameters(model),
+        "steps_per_epoch": steps_per_epoch, "n_train": len(data.train_idx),
+        "n_corrupted": 0 if data.corruption is None else data.corruption.n_corrupted,
+        "method": method.summary(),
+        "train_seconds": float(sum(h["seconds"] for h in history)), **(extra_summary or {})}
+    finalize(run_dir, config, final_metrics=final, summary=summary)
 
 
 def _prepare_and_check(run_dir: str | os.PathLike, config: RunConfig) -> tuple[Path, bool]:

@@ -72,6 +72,27 @@ def test_landscape_batching_prints_ratio():
     assert rel < 1e-4  # the batched and pointwise surfaces agree
 
 
+def test_vectorised_runs_prints_ratio():
+    out = run_bench("vectorised_runs.py", "--runs", "1,2", "--steps", "1", "--rounds", "1", "--warmup", "1",
+                    "--batch-size", "2", "--frames", "16", "--width", "0.25")
+    for n in (1, 2):
+        m = re.search(rf"N={n}: sequential {NUMBER}, vectorised {NUMBER} run-steps/s, "
+                      rf"ratio vectorised/sequential: {NUMBER}x", out)
+        assert m, out
+        seq, vec, ratio = (float(g) for g in m.groups())
+        assert seq > 0 and vec > 0 and ratio == pytest.approx(vec / seq, rel=0.05)
+
+
+def test_frontend_option_renders_the_benchmark_at_its_rate():
+    out = run_bench("frontend_cache.py", *DATA, "--frontend", "panns32k", "--models", "small_cnn", "--steps", "1",
+                    "--rounds", "1", "--warmup", "0")
+    assert "frontend panns32k sr 32000 n_fft 1024 hop 320 mels 64" in out
+    assert "source_rate 32000" in out
+    bad = subprocess.run([sys.executable, str(BENCH / "frontend_cache.py"), "--frontend", "nope"], cwd=ROOT,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "front-end preset" in bad.stderr and "panns32k" in bad.stderr
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the no-GPU path")
 def test_gpu_skips_cleanly_without_cuda():
     out = run_bench("gpu.py")

@@ -255,6 +255,18 @@ def test_frontend_benchmark_sample_rate_mismatch():
     _raises(lambda: RunConfig.from_dict(d), "frontend.sample_rate")
 
 
+
+def test_run_config_frontend_preset_sets_the_benchmark_rate():
+    from csu_lib.profiles import run_config
+
+    cfg = run_config("smoke", frontend="panns32k")
+    assert cfg.frontend == frontend_preset("panns32k")
+    assert cfg.data.benchmark.sample_rate == 32000
+    assert run_config("smoke").data.benchmark.sample_rate == 16000 == run_config("smoke").frontend.sample_rate
+    _raises(lambda: run_config("smoke", frontend="mfcc40"), "mfcc40")
+    # an explicit benchmark rate that disagrees is refused, not overridden
+    _raises(lambda: run_config("smoke", frontend="panns32k", benchmark={"sample_rate": 16000}), "frontend.sample_rate")
+
 def test_other_value_checks_name_the_field():
     _raises(lambda: FrontendConfig(f_max=9000.0), "frontend.f_max")
     _raises(lambda: FrontendConfig(win_length=1024), "frontend.win_length")
