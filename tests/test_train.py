@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -148,6 +149,8 @@ def test_killed_process_resumes_with_same_command(tmp_path):
     (["train", "--profile", "huge"], "unknown profile 'huge'"),
     (["train", "--config", "/nonexistent/run.json"], "/nonexistent/run.json"),
     (["figures", "--only", "no_such_notebook"], "no_such_notebook"),
+    (["sweep", str(Path(__file__).resolve().parents[1] / "studies" / "example.yaml"), "--vectorise", "0", "--runs-dir", "/nonexistent/never-written"],
+     "--vectorise must be a positive integer"),
 ])
 def test_cli_bad_arguments_name_the_culprit(argv, culprit, capsys):
     from csu_lib.cli import main

@@ -214,3 +214,13 @@ def test_vectorised_group_refused_under_torchrun(smoke_config, monkeypatch, tmp_
     with pytest.raises(ConfigError, match="one process"):
         train_group([smoke_config, smoke_config.replace(train=smoke_config.train.replace(seed=5))],
                     [tmp_path / "a", tmp_path / "b"])
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_group_on_cuda_with_bf16(pair, tmp_path):
+    configs = [c.replace(train=c.train.replace(device="cuda", epochs=1)) for c in pair]
+    records = train_group(configs, [tmp_path / c.run_id for c in configs], progress=False)
+    for r in records:
+        assert r.complete and r.summary["vectorised"]["size"] == 2
+        assert np.isfinite(r.sigma).all() and 0 <= r.final_metrics["test"]["mAP"] <= 1
