@@ -172,8 +172,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "auto on a cluster with GPUs, else 0; --engine ray only)")
     w.add_argument("--vectorise", type=int, default=1, metavar="N",
                    help="train up to N compatible runs (seeds and corruption settings of one backbone) at once as "
-                        "one vectorised model; worth it for small backbones on a GPU, slower on a CPU "
-                        "(default 1; local engine only)")
+                        "one vectorised model; meant for small backbones on a GPU (speed-up there not measured yet; "
+                        "about 2x slower on a 2-core CPU); default 1; local engine only")
     _add_location_args(w)
     w.set_defaults(func=_sweep)
 

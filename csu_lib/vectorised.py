@@ -3,9 +3,10 @@ audio) of one backbone stacked into one vectorised model, so that one forward an
 serve them all.
 
 Why: a small backbone leaves a GPU mostly idle (its step time is kernel launches and Python, not
-arithmetic), so N stacked runs cost little more than one. On a CPU the arithmetic is already the
-limit and stacking is *slower* than one run after another (``bench/vectorised_runs.py``
-measures both side by side); use it on a GPU.
+arithmetic), so N stacked runs should cost little more than one there; that speed-up has not
+been measured yet (no GPU was available). On a CPU the arithmetic is already the limit and
+stacking is *slower* than one run after another (about 2x on a 2-core CPU);
+``bench/vectorised_runs.py`` measures both side by side on either device.
 
 How (:func:`train_group`):
 
