@@ -83,6 +83,21 @@ def test_vectorised_runs_prints_ratio():
         assert seq > 0 and vec > 0 and ratio == pytest.approx(vec / seq, rel=0.05)
 
 
+def test_vectorised_whole_runs_prints_both_sides(tmp_path):
+    out = run_bench("vectorised_whole_runs.py", "--profile", "smoke", "--seeds", "0,1", "--conditions", "none",
+                    "--epochs", "1", "--runs-dir", str(tmp_path))
+    assert re.search(rf"time ratio vectorised/sequential: {NUMBER}x", out), out
+    row = re.search(rf"\| clean \| {NUMBER} \| {NUMBER} \| {NUMBER} \| {NUMBER} \| (-?{NUMBER}) \| {NUMBER} \|", out)
+    assert row, out
+    # both sides trained their own records: the grouped ones say so
+    from csu_lib.records import load_run
+
+    grouped = [load_run(p) for p in sorted((tmp_path / "vectorised").iterdir())]
+    alone = [load_run(p) for p in sorted((tmp_path / "sequential").iterdir())]
+    assert [r.summary["vectorised"]["size"] for r in grouped] == [2, 2]
+    assert len(alone) == 2 and not any("vectorised" in r.summary for r in alone)
+
+
 def test_frontend_option_renders_the_benchmark_at_its_rate():
     out = run_bench("frontend_cache.py", *DATA, "--frontend", "panns32k", "--models", "small_cnn", "--steps", "1",
                     "--rounds", "1", "--warmup", "0")
