@@ -150,10 +150,11 @@ def load_run(run_dir: str | os.PathLike, *, allow_incomplete: bool = False) -> R
                      complete=complete, summary=summary)
 
 
-def _flatten(prefix: str, obj: Any, out: dict) -> None:
+def flatten_into(prefix: str, obj: Any, out: dict) -> None:
+    """Nested dicts into ``out`` as dotted keys (``"train.lr"``); lists become tuples."""
     if isinstance(obj, dict):
         for k, v in obj.items():
-            _flatten(f"{prefix}.{k}" if prefix else k, v, out)
+            flatten_into(f"{prefix}.{k}" if prefix else k, v, out)
     else:
         out[prefix] = tuple(obj) if isinstance(obj, list) else obj
 
@@ -166,9 +167,9 @@ def find_runs(study_dir: str | os.PathLike) -> Iterable[Path]:
 
 def _run_row(path: Path, complete: bool, config: dict, final_metrics: Optional[dict]) -> dict[str, Any]:
     row: dict[str, Any] = {"path": str(path), "run_id": Path(path).name, "complete": complete}
-    _flatten("", config, row)
+    flatten_into("", config, row)
     if final_metrics:
-        _flatten("", final_metrics, row)
+        flatten_into("", final_metrics, row)
     return row
 
 

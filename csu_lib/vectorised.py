@@ -61,7 +61,7 @@ from .features import FeatureLoader
 from .losses import build_loss
 from .methods import BATCH_METHODS, build_method
 from .models import build_model
-from .records import RunRecord, is_complete, load_checkpoint, load_run, prepare_run_dir
+from .records import RunRecord, flatten_into, is_complete, load_checkpoint, load_run, prepare_run_dir
 from .train import (PreparedData, StepHook, _write_progress, finish_run, lr_factor, prepare_data, resolve_device,
                     save_checkpoint, start_run_files, train_run)
 
@@ -69,14 +69,19 @@ from .train import (PreparedData, StepHook, _write_progress, finish_run, lr_fact
 VARYING = ("train.seed", "corruption")
 
 
+def _shared_settings(config: RunConfig) -> dict:
+    """The configuration without the fields a group may vary (:data:`VARYING`)."""
+    d = config.to_dict()
+    d.pop("corruption")
+    d["train"].pop("seed")
+    return d
+
+
 def group_key(config: RunConfig) -> str:
     """Runs with the same key can be trained as one group: their configurations are equal except
     for the seed and the corruption settings (so they share the audio, the features, the model
     and every training setting)."""
-    d = config.to_dict()
-    d.pop("corruption")
-    d["train"].pop("seed")
-    return json.dumps(d, sort_keys=True)
+    return json.dumps(_shared_settings(config), sort_keys=True)
 
 
 def groupable(config: RunConfig) -> bool:
@@ -97,9 +102,11 @@ def check_group(configs: Sequence[RunConfig]) -> None:
             raise ConfigError(f"run {c.run_id}: method {c.method.name!r} transforms batches "
                               f"({', '.join(sorted(BATCH_METHODS))} do); train it on its own (train_run), "
                               "not in a vectorised group")
-    ref = _flatten(json.loads(group_key(configs[0])))
+    ref: dict[str, Any] = {}
+    flatten_into("", _shared_settings(configs[0]), ref)
     for c in configs[1:]:
-        other = _flatten(json.loads(group_key(c)))
+        other: dict[str, Any] = {}
+        flatten_into("", _shared_settings(c), other)
         diff = sorted(k for k in ref.keys() | other.keys() if ref.get(k) != other.get(k))
         if diff:
             shown = ", ".join(f"{k} ({ref.get(k)!r} vs {other.get(k)!r})" for k in diff[:3])
@@ -126,16 +133,6 @@ def plan_groups(configs: Sequence[RunConfig], max_size: int) -> list[list[RunCon
     return order
 
 
-def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            out.update(_flatten(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 class StackedRuns:
     """N models (and their losses) of one architecture as stacked tensors, with one optimiser.
 
@@ -146,7 +143,6 @@ class StackedRuns:
     def __init__(self, models: Sequence[torch.nn.Module], losses: Sequence[torch.nn.Module], train: TrainConfig,
                  loss_lr: Optional[float] = None):
         self.n = len(models)
-        self.param_names = [k for k, _ in models[0].named_parameters()]
         self.state_names = list(models[0].state_dict().keys())
         self.params, self.buffers = stack_module_state(list(models))
         self.skeleton = copy.deepcopy(models[0]).to("meta")
@@ -366,6 +362,7 @@ def _train_stacked(configs: list[RunConfig], dirs: list[Path], given: list[Optio
                                          for s in range(0, len(val_rows), tc.eval_batch_size)], axis=1)
             val_labels = data0.manifest.labels[val_rows]
             for k, c in enumerate(configs):
+                state = stack.model_state(k)
                 if not stopped[k]:
                     val = M.evaluate(val_scores[k], val_labels)
                     if has_sigma:
@@ -373,7 +370,7 @@ def _train_stacked(configs: list[RunConfig], dirs: list[Path], given: list[Optio
                     histories[k].append({"epoch": epoch, "train_loss": float(train_loss[k]), "seconds": seconds,
                                          **{f"val.{key}": v for key, v in val.items()}})
                     if val["mAP"] > bests[k]["score"]:
-                        bests[k] = {"score": val["mAP"], "epoch": epoch, "state": stack.model_state(k)}
+                        bests[k] = {"score": val["mAP"], "epoch": epoch, "state": state}
                         bad[k] = 0
                     else:
                         bad[k] += 1
@@ -383,7 +380,7 @@ def _train_stacked(configs: list[RunConfig], dirs: list[Path], given: list[Optio
                     _write_progress(dirs[k], histories[k], sigma_logs[k], steps_per_epoch)
                 # every run's checkpoint advances every epoch (a stopped one keeps stopped=True), so the
                 # group's checkpoints stay in step and an interrupted group resumes as one
-                save_checkpoint(dirs[k], c, device, epoch=epoch, model=stack.model_state(k), loss=final_loss[k],
+                save_checkpoint(dirs[k], c, device, epoch=epoch, model=state, loss=final_loss[k],
                                 optimizer=stack.optimizer_state(k), history=histories[k], sigma_log=sigma_logs[k],
                                 best=bests[k], bad_epochs=bad[k], stopped=stopped[k], vectorised=info)
             bar.set_postfix(val_mAP=f"{np.mean([h[-1]['val.mAP'] for h in histories]):.3f}")
