@@ -234,9 +234,9 @@ def load_data(args: argparse.Namespace):
     """(RunConfig, PreparedData, batch size) of the embedded benchmark at ``args.profile``'s size;
     generates the audio and builds the feature cache on first use (``$CSU_DATA_DIR``,
     ``$CSU_CACHE_DIR``)."""
-    from csu_lib.errors import ConfigError
-    from csu_lib.profiles import run_config
-    from csu_lib.train import prepare_data
+    from csu_lib.core.errors import ConfigError
+    from csu_lib.study import run_config
+    from csu_lib.training import prepare_data
 
     bench = {"clips_per_class": args.clips_per_class} if args.clips_per_class else {}
     try:
@@ -251,8 +251,8 @@ def load_data(args: argparse.Namespace):
 
 def read_wav_batch(manifest, rows: np.ndarray, sample_rate: int, n_samples: int) -> torch.Tensor:
     """The clips of manifest ``rows`` as a float32 waveform tensor (B, n_samples), read with
-    :func:`csu_lib.audio.load_audio` as the feature build reads them (offset column honoured)."""
-    from csu_lib.audio import load_audio
+    :func:`csu_lib.data.audio.load_audio` as the feature build reads them (offset column honoured)."""
+    from csu_lib.data.audio import load_audio
 
     has_offset = "offset" in manifest.clips.columns
     return torch.from_numpy(np.stack([

@@ -26,7 +26,7 @@ import torch
 from common import (Stopwatch, add_common_args, add_data_args, apply_common_args, batch_rows, load_data,
                     make_train_step, parse_models, print_header, print_table, rate, read_wav_batch)
 
-from csu_lib.audio import load_audio
+from csu_lib.data.audio import load_audio
 from csu_lib.features import LogMel
 
 
@@ -135,7 +135,7 @@ def _source_copies(manifest, rows: np.ndarray, rate: int, clip_seconds: float) -
     import shutil
     import tempfile
 
-    from csu_lib.audio import write_wav
+    from csu_lib.data.audio import write_wav
 
     folder = tempfile.mkdtemp(prefix="csu-bench-source-")
     atexit.register(shutil.rmtree, folder, ignore_errors=True)

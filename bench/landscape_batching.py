@@ -1,6 +1,6 @@
 """Benchmark: one 2-D loss surface evaluated batched (torch.vmap over stacked perturbed
-parameter sets, :func:`csu_lib.landscape.loss_surface_2d`) vs one point at a time
-(:func:`csu_lib.landscape.loss_surface_2d_pointwise`), in one process, on the same model, data
+parameter sets, :func:`csu_lib.analysis.landscape.loss_surface_2d`) vs one point at a time
+(:func:`csu_lib.analysis.landscape.loss_surface_2d_pointwise`), in one process, on the same model, data
 and directions. Prints the machine, the settings, both times, their ratio and the largest
 difference between the two surfaces. Never asserts on time.
 
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from common import add_common_args, apply_common_args, print_header, sync
 
-from csu_lib import landscape as L
+from csu_lib.analysis import landscape as L
 from csu_lib.losses import CSULoss
 from csu_lib.models import SmallCNN
 

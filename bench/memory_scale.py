@@ -1,7 +1,7 @@
 """Benchmark: peak resident memory (RSS) of one training epoch against the number of clips.
 
 For every size it writes a synthetic feature store (random float16 log-mels, no audio) through
-:class:`csu_lib.features.StoreWriter`, then runs the real :func:`csu_lib.train.train_run` for one
+:class:`csu_lib.features.StoreWriter`, then runs the real :func:`csu_lib.training.train_run` for one
 epoch (tiny SmallCNN, a synthetic in-memory manifest, the store streamed with
 ``train.features_in_memory="never"``) in a fresh Python process, and reads that process's peak
 RSS (``VmHWM`` of ``/proc/self/status``; ``ru_maxrss`` where there is no /proc). The epoch
@@ -70,8 +70,8 @@ def synthetic_data(store_path: Path, seed: int = 0):
     import pandas as pd
 
     from csu_lib.features import open_store
-    from csu_lib.manifest import Manifest
-    from csu_lib.train import PreparedData
+    from csu_lib.data.manifest import Manifest
+    from csu_lib.training import PreparedData
 
     store = open_store(store_path)
     n = len(store)
@@ -92,8 +92,8 @@ def run_epoch(store_path: Path, run_dir: Path, *, mode: str, width: float, batch
     import torch
 
     from csu_lib.config import FrontendConfig
-    from csu_lib.profiles import run_config
-    from csu_lib.train import train_run
+    from csu_lib.study import run_config
+    from csu_lib.training import train_run
 
     torch.set_num_threads(threads)
     t0 = time.perf_counter()

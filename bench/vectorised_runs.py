@@ -1,5 +1,5 @@
 """Benchmark: N runs of one small backbone trained one after another vs stacked into one
-vectorised model (``csu_lib.vectorised.StackedRuns``, what ``csu sweep --vectorise N`` uses).
+vectorised model (``csu_lib.training.StackedRuns``, what ``csu sweep --vectorise N`` uses).
 
 Both sides do the same work per round: one training step (forward, loss, backward, Adam) of
 each of N runs on its own batch (the quick profile's batch and input size, random log-mel
@@ -23,7 +23,7 @@ from common import Stopwatch, add_common_args, apply_common_args, print_header, 
 from csu_lib.config import LossConfig, ModelConfig, TrainConfig
 from csu_lib.losses import build_loss
 from csu_lib.models import DEFAULT_WIDTH, build_model
-from csu_lib.vectorised import StackedRuns
+from csu_lib.training import StackedRuns
 
 
 def main() -> None:

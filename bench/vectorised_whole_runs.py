@@ -23,9 +23,9 @@ import common  # noqa: F401  (first: puts the repository on sys.path when run as
 import numpy as np
 from common import add_common_args, apply_common_args, print_header, print_table
 
-from csu_lib.errors import CsuError
-from csu_lib.profiles import run_config
-from csu_lib.study import condition_label, parse_condition, run_all
+from csu_lib.core.errors import CsuError
+from csu_lib.config import parse_condition
+from csu_lib.study import run_all, run_config
 
 
 def main() -> None:
@@ -65,7 +65,7 @@ def main() -> None:
         a, b = maps["sequential"][i], maps["vectorised"][i]
         sd_a, sd_b = (float(x.std(ddof=1)) if len(seeds) > 1 else float("nan") for x in (a, b))
         se = np.sqrt((sd_a ** 2 + sd_b ** 2) / len(seeds))
-        rows.append({"condition": condition_label(configs[i * len(seeds)].corruption),
+        rows.append({"condition": configs[i * len(seeds)].corruption.label,
                      "sequential mAP": float(a.mean()), "sequential SD": sd_a, "vectorised mAP": float(b.mean()),
                      "vectorised SD": sd_b, "Welch t": float((b.mean() - a.mean()) / se) if se > 0 else float("nan"),
                      "max paired diff": float(np.abs(b - a).max())})

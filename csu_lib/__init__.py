@@ -1,8 +1,41 @@
 """csu-lab: robust audio tagging under unreliable labels.
 
-The data flows one way, one module per stage::
+The data flows one way, one package per stage::
 
-    benchmark / loaders (datasets) -> corruption -> features (cached) -> models -> losses
-        -> train (training loop) -> records (run record) -> probes -> plots
+    data (datasets) -> corruption -> features (cached) -> models -> losses -> training (the epoch
+        engine) -> records (the run directory) -> study (sets of runs) -> analysis -> plots
+
+Layers, lowest first. A module imports only from its own layer or a lower one (module-level and
+function-level imports alike); ``tests/test_architecture.py`` reads every import of every module
+and checks it against this list::
+
+    core        csu_lib.core
+    config      csu_lib.config
+    data        csu_lib.data
+    corruption  csu_lib.corruption
+    features    csu_lib.features
+    models      csu_lib.models
+    losses      csu_lib.losses
+    metrics     csu_lib.metrics csu_lib.evaluation
+    records     csu_lib.records
+    training    csu_lib.training
+    study       csu_lib.study
+    analysis    csu_lib.analysis
+    plots       csu_lib.plots
+    interface   csu_lib.explorer csu_lib.notebooks csu_lib.cli
+    compat      csu_lib.train csu_lib.profiles
+
+- ``core``: errors, atomic file writes, paths, statistics, the name registries;
+- ``config``: the configuration dataclasses (names checked against the registries);
+- ``metrics``: mAP, mAUC, d', lwlrap and the final metrics of a run from its scores;
+- ``interface``: the ``csu`` command, papermill execution of the notebooks, the explorer widget;
+- ``compat``: deprecated module names (``csu_lib.train``, ``csu_lib.profiles``), re-exports only.
+
+Models, losses, datasets and methods register themselves by name when their package is
+imported; importing :mod:`csu_lib` imports them (below), so every registry is full before a
+configuration is checked.
 """
-__version__ = "0.1.0"
+from .core import __version__
+from . import data, losses, models, training  # noqa: F401,I001  (registration: datasets, losses, models, methods)
+
+__all__ = ["__version__"]

@@ -19,15 +19,16 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-from .errors import CsuError
+from . import notebooks
+from .analysis.results import report
+from .config import RunConfig, parse_condition
+from .core.errors import CsuError
+from .core.io import read_json
+from .core.paths import resolve_path
+from .study import get_profile, load_study, run_config, run_dir_for, run_sweep
+from .training import train_run
 
 def _train(args: argparse.Namespace) -> int:
-    from .config import RunConfig
-    from .io import read_json
-    from .profiles import run_config
-    from .study import parse_condition, resolve_path, run_dir_for
-    from .train import train_run
-
     if args.config:
         path = Path(args.config)
         if not path.is_file():
@@ -48,10 +49,6 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _figures(args: argparse.Namespace) -> int:
-    from . import notebooks
-    from .profiles import get_profile
-    from .study import resolve_path
-
     get_profile(args.profile)  # validates the name
     names = list(args.only or notebooks.FIGURE_NOTEBOOKS)
     for name in names:
@@ -75,9 +72,6 @@ def _figures(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from .engines import run_sweep
-    from .study import load_study, resolve_path
-
     name, configs = load_study(args.study)
     runs_dir = resolve_path(args.runs_dir) if args.runs_dir else resolve_path(Path("runs") / name)
     result = run_sweep(configs, runs_dir, engine=args.engine, address=args.address, cpus_per_run=args.cpus_per_run,
@@ -109,8 +103,6 @@ def _positive_float(name: str, minimum: float, inclusive: bool):
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .study import load_study, report, resolve_path
-
     target = Path(args.target)
     if target.suffix in (".yaml", ".yml"):
         name, _ = load_study(target)

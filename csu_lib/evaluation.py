@@ -18,8 +18,8 @@ from typing import Optional
 import numpy as np
 
 from . import metrics as M
-from .corruption import CorruptionResult
-from .manifest import Manifest
+from .corruption.result import CorruptionResult
+from .data.manifest import Manifest
 
 THRESHOLD = 0.5
 

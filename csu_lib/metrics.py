@@ -33,7 +33,7 @@ from statistics import NormalDist
 
 import numpy as np
 
-from .errors import ConfigError
+from .core.errors import ConfigError
 
 __all__ = [
     "average_precision",

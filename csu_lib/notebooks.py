@@ -1,13 +1,14 @@
 """Executing the suite's notebooks with papermill (used by ``csu figures`` and the tests)."""
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from pathlib import Path
 from typing import Any, Mapping
 
-from .errors import CsuError
-from .study import project_root
+from .core.errors import CsuError
+from .core.paths import project_root
 
 #: The notebooks ``csu figures`` executes, in order. They share one runs folder and runs are keyed
 #: by config hash, so a run is trained once, by the first notebook that needs it: ``degradation``
@@ -55,8 +56,6 @@ def execute(name: str, output: str | os.PathLike, parameters: Mapping[str, Any],
     kernels = str(Path(sys.prefix) / "share" / "jupyter")
     os.environ["JUPYTER_PATH"] = os.pathsep.join([kernels, *filter(None, [os.environ.get("JUPYTER_PATH")])])
     if log_output:
-        import logging
-
         logger = logging.getLogger("papermill")
         if not logger.handlers:
             handler = logging.StreamHandler(sys.stdout)

@@ -23,13 +23,13 @@ def _isolated_dirs(tmp_path_factory):
 @pytest.fixture(scope="session")
 def smoke_config():
     """A tiny CSU run on the smoke benchmark (seconds on the CPU)."""
-    from csu_lib.profiles import run_config
+    from csu_lib.study import run_config
 
     return run_config("smoke", loss="csu", epochs=3, device="cpu")
 
 
 @pytest.fixture(scope="session")
 def smoke_data(smoke_config):
-    from csu_lib.train import prepare_data
+    from csu_lib.training import prepare_data
 
     return prepare_data(smoke_config, progress=False)

@@ -1,4 +1,4 @@
-"""Tests of csu_lib.audio.load_audio and csu_lib.manifest on tiny real WAV files (tmp_path).
+"""Tests of csu_lib.data.audio.load_audio and csu_lib.data.manifest on tiny real WAV files (tmp_path).
 
 Bad input must raise the library's own errors with a message naming the file / clip / split.
 """
@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from csu_lib.audio import load_audio, write_wav
-from csu_lib.errors import AudioError, CsuError, ManifestError
-from csu_lib.manifest import Manifest, labels_from_names
+from csu_lib.core.errors import AudioError, CsuError, ManifestError
+from csu_lib.data.audio import load_audio, write_wav
+from csu_lib.data.manifest import Manifest, labels_from_names
 
 SR = 16000
 

@@ -1,4 +1,4 @@
-"""Tests of the embedded benchmark (csu_lib.benchmark) and the feature cache (csu_lib.features).
+"""Tests of the embedded benchmark (csu_lib.data.benchmark) and the feature cache (csu_lib.features).
 
 Audio generation is kept tiny: ``benchmark_config("smoke", clips_per_class=4, clip_seconds=0.5)``
 with ``n_families=2`` (10 classes, 40 clips of 0.5 s) renders in well under a second. Layout of a
@@ -16,20 +16,13 @@ import pytest
 import soundfile as sf
 import torch
 
-from csu_lib import benchmark as bm
-from csu_lib import features as feats
-from csu_lib.audio import load_audio
-from csu_lib.benchmark import (
-    FAMILIES,
-    benchmark_config,
-    build_benchmark,
-    class_table,
-    dataset_dir,
-    plan_clips,
-    similarity_matrix,
-)
 from csu_lib.config import BenchmarkConfig, FrontendConfig, frontend_preset
+from csu_lib.data import benchmark as bm
+from csu_lib.data.audio import load_audio
+from csu_lib.data.benchmark import benchmark_config, build_benchmark, dataset_dir, plan_clips, similarity_matrix
+from csu_lib.data.synth import FAMILIES, class_table
 from csu_lib.features import LogMel, build_features, feature_key
+from csu_lib.features import store as feature_store
 
 TINY = dict(clips_per_class=4, clip_seconds=0.5, n_families=2)
 
@@ -369,7 +362,7 @@ def test_second_build_reuses_feature_cache(tiny_built, tiny_features, monkeypatc
     def boom(*a, **k):
         raise AssertionError("feature cache rebuilt")
 
-    monkeypatch.setattr(feats, "_build", boom)
+    monkeypatch.setattr(feature_store, "_build", boom)
     again = build_features(m, frontend_preset("panns16k"), cfg.clip_seconds, cache_dir=cache, progress=False)
     assert again.path == store.path
     assert npy.stat().st_mtime_ns == mtime

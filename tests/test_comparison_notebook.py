@@ -7,7 +7,7 @@ import nbformat
 import pytest
 
 from csu_lib import notebooks
-from csu_lib.errors import CsuError
+from csu_lib.core.errors import CsuError
 
 
 @pytest.mark.slow

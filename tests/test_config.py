@@ -1,6 +1,6 @@
 """Tests of csu_lib.config: JSON round trips, the configuration hash, and clear ConfigErrors.
 
-Every bad value must raise :class:`csu_lib.errors.ConfigError` (a ValueError) whose message names
+Every bad value must raise :class:`csu_lib.core.errors.ConfigError` (a ValueError) whose message names
 the culprit, so a failed sweep says what to fix.
 """
 from __future__ import annotations
@@ -9,21 +9,10 @@ import json
 
 import pytest
 
-from csu_lib.config import (
-    BENCHMARK_PRESETS,
-    CORRUPTION_KINDS,
-    FRONTEND_PRESETS,
-    BenchmarkConfig,
-    CorruptionConfig,
-    DataConfig,
-    FrontendConfig,
-    LossConfig,
-    ModelConfig,
-    RunConfig,
-    TrainConfig,
-    frontend_preset,
-)
-from csu_lib.errors import ConfigError, CsuError
+from csu_lib.config import (BENCHMARK_PRESETS, CORRUPTION_KINDS, FRONTEND_PRESETS, BenchmarkConfig, CorruptionConfig,
+                            DataConfig, FrontendConfig, LossConfig, ModelConfig, RunConfig, TrainConfig,
+                            frontend_preset)
+from csu_lib.core.errors import ConfigError, CsuError
 
 
 def _reverse_keys(obj):
@@ -257,7 +246,7 @@ def test_frontend_benchmark_sample_rate_mismatch():
 
 
 def test_run_config_frontend_preset_sets_the_benchmark_rate():
-    from csu_lib.profiles import run_config
+    from csu_lib.study import run_config
 
     cfg = run_config("smoke", frontend="panns32k")
     assert cfg.frontend == frontend_preset("panns32k")

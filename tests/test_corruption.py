@@ -9,16 +9,10 @@ import numpy as np
 import pytest
 
 from csu_lib.config import CorruptionConfig
-from csu_lib.corruption import (
-    KIND_CODES,
-    CorruptionResult,
-    concentrated_source_classes,
-    corrupt_labels,
-    corruption_summary,
-    graded_class_weights,
-    man_transition_matrix,
-)
-from csu_lib.errors import ConfigError
+from csu_lib.core.errors import ConfigError
+from csu_lib.corruption import (KIND_CODES, CorruptionResult, concentrated_source_classes, corrupt_labels,
+                                corruption_summary, graded_class_weights, man_transition_matrix)
+from csu_lib.records import read_corruption, write_corruption
 
 C = 50
 FAMILY = np.arange(C) // 5
@@ -429,8 +423,8 @@ def test_error_bad_labels(bad):
 @pytest.mark.parametrize("kind", KINDS)
 def test_save_load_round_trip(tmp_path, kind):
     res = _run(y=MULTI, kind=kind, ratio=0.3, profile="graded", target="similar", seed=3)
-    res.save(tmp_path)
-    back = CorruptionResult.load(tmp_path)
+    write_corruption(tmp_path, res)  # the run record stores it (csu_lib.records)
+    back = read_corruption(tmp_path)
     assert back.config == res.config
     for name in CorruptionResult.ARRAYS:
         a, b = getattr(res, name), getattr(back, name)

@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 
 from csu_lib import notebooks, plots
-from csu_lib.benchmark import benchmark_config, class_table
 from csu_lib.config import CorruptionConfig, DataConfig
+from csu_lib.core.errors import CsuError
 from csu_lib.corruption import corrupt_labels, man_transition_matrix
-from csu_lib.datasets import load_dataset
-from csu_lib.errors import CsuError
+from csu_lib.data import load_dataset
+from csu_lib.data.benchmark import benchmark_config, class_table
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402

@@ -19,7 +19,8 @@ import torch
 
 from csu_lib import features as F
 from csu_lib.config import FrontendConfig, TrainConfig
-from csu_lib.errors import ConfigError, CsuError
+from csu_lib.core.errors import ConfigError, CsuError
+from csu_lib.features import store as feature_store
 
 ROOT = Path(__file__).resolve().parents[1]
 MELS, FRAMES = 8, 5
@@ -157,7 +158,7 @@ def test_build_features_failure_mid_build_leaves_no_store(tmp_path, monkeypatch)
     """build_features itself: a clip that fails to load after two shards were written."""
     import pandas as pd
 
-    from csu_lib.manifest import Manifest
+    from csu_lib.data.manifest import Manifest
 
     audio = tmp_path / "a.wav"
     audio.write_bytes(b"x")
@@ -171,13 +172,13 @@ def test_build_features_failure_mid_build_leaves_no_store(tmp_path, monkeypatch)
             raise CsuError(f"clip {clip_id}: unreadable")
         return np.sin(np.arange(n, dtype=np.float32) * 0.01 * len(calls))
 
-    monkeypatch.setattr(F, "load_audio", fake_load)
+    monkeypatch.setattr(feature_store, "load_audio", fake_load)
     cache = tmp_path / "cache"
     with pytest.raises(CsuError, match="clip c7: unreadable"):
         F.build_features(m, FrontendConfig(), 0.05, cache_dir=cache, batch_size=3, progress=False, shard_clips=2)
     assert list((cache / "features").iterdir()) == []
     calls.clear()
-    monkeypatch.setattr(F, "load_audio", lambda path, sr, n, offset_seconds=0.0, clip_id=None:
+    monkeypatch.setattr(feature_store, "load_audio", lambda path, sr, n, offset_seconds=0.0, clip_id=None:
                         np.sin(np.arange(n, dtype=np.float32) * 0.01 * int(clip_id[1:])))
     store = F.build_features(m, FrontendConfig(), 0.05, cache_dir=cache, batch_size=3, progress=False,
                              shard_clips=4)
@@ -265,8 +266,8 @@ def test_prefetch_keeps_order_and_numbers(sharded):
 def test_train_run_identical_streamed_and_in_memory(tmp_path):
     """The numbers of a run do not depend on train.features_in_memory."""
     bench = _bench()
-    from csu_lib.profiles import run_config
-    from csu_lib.train import train_run
+    from csu_lib.study import run_config
+    from csu_lib.training import train_run
 
     bench.build_store(tmp_path / "store", 80, 16, 12, shard_clips=25)
     scores = {}
@@ -277,7 +278,7 @@ def test_train_run_identical_streamed_and_in_memory(tmp_path):
             frontend=FrontendConfig(n_mels=16))
         train_run(cfg, tmp_path / f"run-{mode}", data=data, progress=False)
         scores[mode] = [np.load(tmp_path / f"run-{mode}" / f"scores_{s}.npy") for s in ("train", "val", "test")]
-        scores[mode].append(np.load(tmp_path / f"run-{mode}" / "sigma.npy"))
+        scores[mode].append(np.load(tmp_path / f"run-{mode}" / "log_sigma2.npy"))
     for a, b in zip(scores["never"], scores["always"]):
         np.testing.assert_array_equal(a, b)
 

@@ -1,4 +1,5 @@
-"""Tests of csu_lib.landscape: parameter-space geometry (methods.md §8, our definitions).
+"""Tests of csu_lib.analysis.landscape, .geometry and .landscape_probe: parameter-space geometry
+(methods.md §8, our definitions).
 
 Known answers: a quadratic 0.5 (x - c)^T H (x - c) with H built from chosen eigenvalues gives
 the top eigenvalue, the trace and the epsilon-sharpness 0.5 * lambda_max * r^2 exactly; a small
@@ -15,7 +16,9 @@ import pytest
 import torch
 import torch.nn as nn
 
-from csu_lib import landscape as L
+from csu_lib.analysis import geometry as G
+from csu_lib.analysis import landscape as L
+from csu_lib.analysis import landscape_probe as P
 from csu_lib.losses import BCELoss, CSULoss
 
 EIGS = np.array([12.0, 7.0, 5.0, 4.0, 3.0, 2.5, 2.0, 1.5, 1.0, 0.8, 0.6, 0.5, 0.4, 0.3, 0.2, 0.15, 0.1, 0.05, 0.02, 0.01])
@@ -41,18 +44,18 @@ def _quadratic(seed: int = 0):
 def test_quadratic_top_eigenvalue_and_trace():
     closure, x, h, _ = _quadratic()
     before = x.detach().clone()
-    eig, info = L.top_hessian_eigenvalue(closure, [x], iters=200, tol=1e-8,
+    eig, info = G.top_hessian_eigenvalue(closure, [x], iters=200, tol=1e-8,
                                          generator=torch.Generator().manual_seed(1), return_info=True)
     assert eig == pytest.approx(EIGS.max(), rel=0.02)
     assert info["converged"]
-    trace, tinfo = L.hessian_trace(closure, [x], n_samples=1500, generator=torch.Generator().manual_seed(2),
+    trace, tinfo = G.hessian_trace(closure, [x], n_samples=1500, generator=torch.Generator().manual_seed(2),
                                    return_info=True)
     assert trace == pytest.approx(EIGS.sum(), rel=0.02)
     # Rademacher v: each sample is v^T H v = tr(H) + off-diagonal terms, so the samples vary
     assert tinfo["std_error"] > 0
     assert torch.equal(x.detach(), before)
     # the same seed gives the same estimate
-    again = L.hessian_trace(closure, [x], n_samples=1500, generator=torch.Generator().manual_seed(2))
+    again = G.hessian_trace(closure, [x], n_samples=1500, generator=torch.Generator().manual_seed(2))
     assert again == trace
 
 
@@ -61,14 +64,14 @@ def test_quadratic_epsilon_sharpness_reaches_the_known_maximum():
     eps = 0.05
     r = eps * float(c.norm())
     exact = 0.5 * EIGS.max() * r ** 2
-    rise, info = L.epsilon_sharpness(closure, [x], eps, steps=40, generator=torch.Generator().manual_seed(0),
+    rise, info = G.epsilon_sharpness(closure, [x], eps, steps=40, generator=torch.Generator().manual_seed(0),
                                      return_info=True)
     assert info["radius"] == pytest.approx(r, rel=1e-12)
     assert rise <= exact * (1 + 1e-9)  # no point of the ball rises more
     assert rise == pytest.approx(exact, rel=0.02)
     assert torch.equal(x.detach(), c)  # restored exactly
     # a single step from the minimum (random direction) rises much less than the maximum
-    one = L.epsilon_sharpness(closure, [x], eps, steps=1, generator=torch.Generator().manual_seed(0))
+    one = G.epsilon_sharpness(closure, [x], eps, steps=1, generator=torch.Generator().manual_seed(0))
     assert 0 <= one < 0.9 * exact
 
 
@@ -194,7 +197,7 @@ def test_model_hessian_against_explicit_hessian():
     x = torch.randn(20, 4, generator=g, dtype=torch.float64) * 2
     y = (torch.rand(20, 3, generator=g) < 0.5).double()
     loss = BCELoss()
-    closure = L.make_loss_closure(model, loss, [(x, y)])
+    closure = G.make_loss_closure(model, loss, [(x, y)])
     w = model.weight
 
     def f(flat):
@@ -202,9 +205,9 @@ def test_model_hessian_against_explicit_hessian():
 
     hess = torch.autograd.functional.hessian(f, w.detach().reshape(-1))
     evals = torch.linalg.eigvalsh(hess)
-    eig = L.top_hessian_eigenvalue(closure, [w], iters=300, tol=1e-10, generator=torch.Generator().manual_seed(0))
+    eig = G.top_hessian_eigenvalue(closure, [w], iters=300, tol=1e-10, generator=torch.Generator().manual_seed(0))
     assert eig == pytest.approx(float(evals.abs().max()), rel=0.01)
-    est, info = L.hessian_trace(closure, [w], n_samples=300, generator=torch.Generator().manual_seed(0),
+    est, info = G.hessian_trace(closure, [w], n_samples=300, generator=torch.Generator().manual_seed(0),
                                 return_info=True)
     assert abs(est - float(torch.trace(hess))) < 4 * info["std_error"] + 1e-9
 
@@ -213,7 +216,7 @@ def test_geometry_summary_and_mean_loss_rise():
     model, loss, batches = _tiny_setup(2)
     state = {k: v.clone() for k, v in model.state_dict().items()}
     s_before = loss.s.detach().clone()
-    out = L.geometry_summary(model, loss, batches, power_iters=30, trace_samples=20, epsilon=0.01,
+    out = G.geometry_summary(model, loss, batches, power_iters=30, trace_samples=20, epsilon=0.01,
                              ascent_steps=3, radius=0.2, n_directions=4, seed=3)
     for key in ("loss", "top_eigenvalue", "hessian_trace", "epsilon_sharpness", "mean_loss_rise"):
         assert np.isfinite(out[key]), key
@@ -225,7 +228,7 @@ def test_geometry_summary_and_mean_loss_rise():
     assert torch.equal(loss.s.detach(), s_before)
     assert model.training  # a fresh module is in training mode and stays so
     # mean loss rise = the mean of the pointwise rises along the same seeded directions
-    rise = L.mean_loss_rise(model, loss, batches, radius=0.2, n_directions=4,
+    rise = G.mean_loss_rise(model, loss, batches, radius=0.2, n_directions=4,
                             generator=torch.Generator().manual_seed(9))
     g = torch.Generator().manual_seed(9)
     dirs = [L.filter_normalised_direction(model, g) for _ in range(4)]
@@ -238,9 +241,9 @@ def test_save_and_load_landscape(tmp_path):
     arrays = {"alphas": np.linspace(-1, 1, 5), "surface": np.arange(20.0).reshape(5, 4),
               "curve": torch.arange(3, dtype=torch.float32)}
     settings = {"seed": 3, "directions": "filter-normalised", "param_names": ["a.weight"], "radius": 0.1}
-    npz, js = L.save_landscape(tmp_path / "sub" / "land.npz", arrays, settings)
+    npz, js = P.save_landscape(tmp_path / "sub" / "land.npz", arrays, settings)
     assert npz.name == "land.npz" and js.name == "land.json" and npz.is_file() and js.is_file()
-    loaded, got = L.load_landscape(tmp_path / "sub" / "land")
+    loaded, got = P.load_landscape(tmp_path / "sub" / "land")
     assert got == settings
     assert sorted(loaded) == ["alphas", "curve", "surface"]
     np.testing.assert_array_equal(loaded["surface"], arrays["surface"])
@@ -248,21 +251,21 @@ def test_save_and_load_landscape(tmp_path):
     assert not list((tmp_path / "sub").glob("*.tmp"))  # no temporary files left
     js.unlink()
     with pytest.raises(FileNotFoundError):
-        L.load_landscape(tmp_path / "sub" / "land")
+        P.load_landscape(tmp_path / "sub" / "land")
 
 
 def test_probe_run_loss_choice_and_cache(tmp_path, smoke_config, smoke_data):
     """probe_run evaluates the run's own loss or plain BCE, and caches its arrays."""
     import torch
 
-    from csu_lib.landscape import fixed_batches, probe_run, probe_settings
+    from csu_lib.analysis.landscape import fixed_batches
+    from csu_lib.analysis.landscape_probe import probe_run, probe_settings
     from csu_lib.losses import BCELoss
-    from csu_lib.probes import load_model
-    from csu_lib.train import train_run
+    from csu_lib.training import train_run
 
     cfg = smoke_config.replace(train=smoke_config.train.replace(epochs=1))
     rec = train_run(cfg, tmp_path / "run", data=smoke_data, progress=False)
-    model, csu = load_model(rec)
+    model, csu = rec.load_model()
     batches = fixed_batches(smoke_data, n_clips=16, seed=0)
     with torch.no_grad():
         x = torch.cat([b[0] for b in batches])

@@ -10,14 +10,11 @@ import pandas as pd
 import pytest
 import soundfile as sf
 
-from csu_lib.errors import AudioError, ConfigError, ManifestError
-from csu_lib.corruption import KIND_CODES
-from csu_lib.loaders import (
-    audioset_file_candidates, chunk_manifest, freegen_source, load_audioset, load_audioset_hdf5,
-    load_csv_manifest, load_esc50, load_freegen50, load_freegen50_noisy, load_fsd50k,
-    read_hdf5_waveform, validate_audio,
-)
-from csu_lib.manifest import Manifest
+from csu_lib.core.errors import AudioError, ConfigError, ManifestError
+from csu_lib.corruption import KIND_CODES, load_freegen50_noisy
+from csu_lib.data import (Manifest, audioset_file_candidates, chunk_manifest, freegen_source, load_audioset,
+                          load_audioset_hdf5, load_csv_manifest, load_esc50, load_freegen50, load_fsd50k,
+                          read_hdf5_waveform, validate_audio)
 
 SR = 16000
 

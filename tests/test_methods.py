@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from csu_lib import methods as M
-from csu_lib.config import FrontendConfig, MethodConfig
-from csu_lib.errors import ConfigError
+from csu_lib.config import FrontendConfig, MethodConfig, parse_method_spec
+from csu_lib.core.errors import ConfigError
+from csu_lib.training import method_rules as M
+from csu_lib.training.methods import OrMixup
 
 DB3 = 10 * math.log10(2)  # 3.0103 dB: two equal powers
 
@@ -175,7 +176,7 @@ def test_or_mixup_of_a_clip_with_itself_at_0_db_is_3_db_louder():
 
 
 def test_or_mixup_draws_partners_among_the_other_clips():
-    method = M.OrMixup(max_mix=3, level_db_std=2.0)
+    method = OrMixup(max_mix=3, level_db_std=2.0)
     n, gains, perm = method.draw(8, torch.Generator().manual_seed(1))
     assert n.min() >= 1 and n.max() <= 3 and perm.shape == (3, 8) and gains.shape == (3, 8)
     np.testing.assert_array_equal(perm[0], np.arange(8))
@@ -199,11 +200,11 @@ def test_interp_mixup_interpolates_features_and_labels():
 
 
 def test_method_specs():
-    assert M.parse_method_spec("bce") == ("bce", "none")
-    assert M.parse_method_spec("csu+mixup_or") == ("csu", "mixup_or")
-    assert M.parse_method_spec("teacher_mask") == ("bce", "teacher_mask")
+    assert parse_method_spec("bce") == ("bce", "none")
+    assert parse_method_spec("csu+mixup_or") == ("csu", "mixup_or")
+    assert parse_method_spec("teacher_mask") == ("bce", "teacher_mask")
     with pytest.raises(ConfigError, match="'<loss>\\+<method>'"):
-        M.parse_method_spec("csu+dropout")
+        parse_method_spec("csu+dropout")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -212,8 +213,8 @@ def test_method_specs():
 
 @pytest.fixture(scope="module")
 def e2e(tmp_path_factory):
-    from csu_lib.profiles import run_config
-    from csu_lib.train import prepare_data
+    from csu_lib.study import run_config
+    from csu_lib.training import prepare_data
 
     # the smoke profile, cut to 2 class families (10 classes, 80 training clips) to stay fast
     config = run_config("smoke", epochs=1, device="cpu", corruption={"kind": "san", "ratio": 0.5},
@@ -227,7 +228,7 @@ def _student(e2e, name, **options):
 
 
 def _train(e2e, config, run_dir=None):
-    from csu_lib.train import train_run
+    from csu_lib.training import train_run
 
     return train_run(config, run_dir or e2e["runs"] / config.run_id, data=e2e["data"], progress=False)
 
@@ -237,7 +238,7 @@ def _mtimes(folder):
 
 
 def test_every_method_trains_with_one_shared_teacher(e2e):
-    from csu_lib.teacher import teacher_config
+    from csu_lib.training.teacher import teacher_config
 
     data, runs = e2e["data"], e2e["runs"]
     n_train, n_classes = data.train_labels.shape
@@ -273,7 +274,7 @@ def test_every_method_trains_with_one_shared_teacher(e2e):
         rec = _train(e2e, _student(e2e, name))
         assert rec.complete and rec.summary["method"]
     csu = _train(e2e, _student(e2e, "mixup_or").replace(loss=e2e["config"].loss.replace(name="csu")))
-    assert csu.sigma is not None
+    assert csu.log_sigma2 is not None and csu.learns_sigma
     for rec in (first, lc, psl, csu):
         assert rec.complete and np.isfinite(rec.final_metrics["test"]["mAP"])
 
@@ -286,13 +287,13 @@ def test_student_numbers_do_not_depend_on_whether_the_teacher_was_cached(e2e):
 
 
 def test_teacher_given_as_score_file_or_run_directory(e2e, tmp_path):
-    from csu_lib.methods import build_method
-    from csu_lib.teacher import teacher_config, teacher_scores
+    from csu_lib.training import build_method
+    from csu_lib.training.teacher import teacher_config, teacher_scores
 
     data, config = e2e["data"], e2e["config"]
     n_train, n_classes = data.train_labels.shape
     teacher_dir = e2e["runs"] / teacher_config(config).run_id
-    scores = teacher_scores(_student(e2e, "teacher_mask"), data, run_dir=e2e["runs"] / "x", progress=False)
+    scores = teacher_scores(_student(e2e, "teacher_mask"), data, run_dir=e2e["runs"] / "x")
     assert scores.shape == (n_train, n_classes)
 
     good = tmp_path / "zero_shot.npy"
@@ -319,7 +320,7 @@ def test_teacher_given_as_score_file_or_run_directory(e2e, tmp_path):
 
     # a run directory as the teacher: its cached scores are used as they are
     stamp = (teacher_dir / "teacher_scores_train.npy").stat().st_mtime_ns
-    from_dir = teacher_scores(_student(e2e, "teacher_mask", teacher=str(teacher_dir)), data, progress=False)
+    from_dir = teacher_scores(_student(e2e, "teacher_mask", teacher=str(teacher_dir)), data)
     np.testing.assert_array_equal(from_dir, scores)
     assert (teacher_dir / "teacher_scores_train.npy").stat().st_mtime_ns == stamp
     with pytest.raises(ConfigError, match="neither a .npy score file nor a run directory"):
@@ -327,21 +328,21 @@ def test_teacher_given_as_score_file_or_run_directory(e2e, tmp_path):
 
 
 def test_teacher_cache_is_keyed_by_the_training_set(e2e):
-    from csu_lib.teacher import teacher_config, teacher_scores
-    from csu_lib.train import prepare_data
+    from csu_lib.training import prepare_data
+    from csu_lib.training.teacher import teacher_config, teacher_scores
 
     config = e2e["config"]
-    teacher_scores(_student(e2e, "teacher_mask"), e2e["data"], run_dir=e2e["runs"] / "x", progress=False)
+    teacher_scores(_student(e2e, "teacher_mask"), e2e["data"], run_dir=e2e["runs"] / "x")
     teacher_dir = e2e["runs"] / teacher_config(config).run_id
     meta = teacher_dir / "teacher_scores_train.json"
     key = json.loads(meta.read_text())["key"]
     other = config.replace(corruption=config.corruption.replace(kind="man"))
     other_data = prepare_data(other, progress=False)
     student = other.replace(method=MethodConfig(name="teacher_mask", teacher=str(teacher_dir)))
-    scores = teacher_scores(student, other_data, progress=False)
+    scores = teacher_scores(student, other_data)
     new_key = json.loads(meta.read_text())["key"]
     assert new_key["corruption"] == other.corruption.hash() != key["corruption"]  # recomputed, not mixed up
     assert scores.shape == other_data.train_labels.shape
     # a score file replaced behind the JSON's back is recomputed, not trusted
     np.save(teacher_dir / "teacher_scores_train.npy", np.zeros_like(scores))
-    np.testing.assert_array_equal(teacher_scores(student, other_data, progress=False), scores)
+    np.testing.assert_array_equal(teacher_scores(student, other_data), scores)

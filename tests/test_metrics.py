@@ -7,14 +7,10 @@ from statistics import NormalDist
 
 import numpy as np
 import pytest
-from sklearn.metrics import (
-    average_precision_score,
-    label_ranking_average_precision_score,
-    roc_auc_score,
-)
+from sklearn.metrics import average_precision_score, label_ranking_average_precision_score, roc_auc_score
 
 from csu_lib import metrics as M
-from csu_lib.errors import ConfigError
+from csu_lib.core.errors import ConfigError
 
 SEEDS = [0, 1, 2, 3, 7, 42]
 RTOL = 1e-10

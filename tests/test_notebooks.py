@@ -9,7 +9,7 @@ import nbformat
 import pytest
 
 from csu_lib import notebooks
-from csu_lib.errors import CsuError
+from csu_lib.core.errors import CsuError
 
 ROOT = Path(__file__).resolve().parents[1]
 ALL_NOTEBOOKS = sorted(p.stem for p in (ROOT / "notebooks").glob("*.ipynb"))

@@ -24,10 +24,10 @@ import pytest
 import torch
 
 from csu_lib.cli import main
-from csu_lib.io import atomic_write_json
+from csu_lib.core.io import atomic_write_json
 from csu_lib.records import is_complete, load_run
 from csu_lib.study import load_study, run_dir_for
-from csu_lib.train import train_run
+from csu_lib.training import train_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -124,7 +124,7 @@ def _same_numbers(a: Path, b: Path) -> None:
     assert ra.final_metrics == rb.final_metrics
     for split in ("val", "test"):
         np.testing.assert_array_equal(ra.scores(split), rb.scores(split))
-    np.testing.assert_array_equal(ra.sigma, rb.sigma)
+    np.testing.assert_array_equal(ra.log_sigma2, rb.log_sigma2)
 
 
 def test_ray_sweep_matches_local_resumes_and_reports_failures(tmp_path, ray_head, capsys):
@@ -183,8 +183,8 @@ def test_ray_sweep_matches_local_resumes_and_reports_failures(tmp_path, ray_head
 
 
 def test_gpus_per_run_default():
-    from csu_lib.engines import gpus_for
-    from csu_lib.profiles import run_config
+    from csu_lib.study import run_config
+    from csu_lib.study.ray_engine import gpus_for
 
     cpu, auto, cuda = (run_config("smoke", device=d) for d in ("cpu", "auto", "cuda"))
     assert [gpus_for(c, None, 0) for c in (cpu, auto, cuda)] == [0, 0, 1]

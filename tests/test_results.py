@@ -1,4 +1,4 @@
-"""Result tables across runs (csu_lib.results): numbers checked by hand on small run tables."""
+"""Result tables across runs (csu_lib.analysis.results): numbers checked by hand on small run tables."""
 from __future__ import annotations
 
 import numpy as np
@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from csu_lib import results
-from csu_lib.errors import CsuError
+from csu_lib.analysis import results
+from csu_lib.core.errors import CsuError
 
 
 def _runs(rows):

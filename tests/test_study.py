@@ -6,10 +6,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from csu_lib.analysis.results import report
 from csu_lib.cli import main
-from csu_lib.errors import ConfigError
+from csu_lib.core.errors import ConfigError
 from csu_lib.records import load_runs
-from csu_lib.study import load_study, report
+from csu_lib.study import load_study
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from csu_lib.errors import ConfigError, RunRecordError
+from csu_lib.core.errors import ConfigError, RunRecordError
 from csu_lib.records import is_complete, load_run, load_runs
-from csu_lib.train import train_run
+from csu_lib.training import train_run
 
 
 class Crash(RuntimeError):
@@ -30,29 +30,29 @@ def _crash_at(epoch: int, step: int):
 def test_run_record_contents(tmp_path, smoke_config, smoke_data):
     rec = train_run(smoke_config, tmp_path / "run", data=smoke_data, progress=False)
     assert rec.complete and is_complete(tmp_path / "run")
-    for name in ("config.json", "versions.json", "history.json", "sigma.npy", "model.pt",
+    for name in ("config.json", "versions.json", "history.json", "log_sigma2.npy", "model.pt",
                  "final_metrics.json", "record.json"):
         assert (tmp_path / "run" / name).is_file(), name
     n_classes = smoke_data.manifest.n_classes
-    assert rec.sigma.shape == (smoke_config.train.epochs * rec.steps_per_epoch, n_classes)
+    assert rec.log_sigma2.shape == (smoke_config.train.epochs * rec.steps_per_epoch, n_classes)
     assert len(rec.history) == smoke_config.train.epochs
     assert 0.0 < rec.final_metrics["test"]["mAP"] <= 1.0
     summary = json.loads((tmp_path / "run" / "record.json").read_text())
     assert summary["seed"] == smoke_config.train.seed
     assert summary["versions"]["torch"].startswith("2.11")
     # s moved away from its initial 0 and stayed inside the clamp range
-    assert np.abs(rec.sigma[-1]).max() > 1e-3
-    assert rec.sigma.min() >= -5 and rec.sigma.max() <= 5
+    assert np.abs(rec.log_sigma2[-1]).max() > 1e-3
+    assert rec.log_sigma2.min() >= -5 and rec.log_sigma2.max() <= 5
 
 
 def test_same_seed_same_numbers(tmp_path, smoke_config, smoke_data):
     a = train_run(smoke_config, tmp_path / "a", data=smoke_data, progress=False)
     b = train_run(smoke_config, tmp_path / "b", data=smoke_data, progress=False)
     assert a.final_metrics == b.final_metrics
-    np.testing.assert_array_equal(a.sigma, b.sigma)
+    np.testing.assert_array_equal(a.log_sigma2, b.log_sigma2)
     c = train_run(smoke_config.replace(train=smoke_config.train.replace(seed=1)), tmp_path / "c",
                   data=smoke_data, progress=False)
-    assert not np.array_equal(a.sigma, c.sigma)
+    assert not np.array_equal(a.log_sigma2, c.log_sigma2)
 
 
 def test_crash_mid_epoch_resumes_to_identical_result(tmp_path, smoke_config, smoke_data):
@@ -71,7 +71,7 @@ def test_crash_mid_epoch_resumes_to_identical_result(tmp_path, smoke_config, smo
     resumed = train_run(smoke_config, run, data=smoke_data, progress=False)
     assert resumed.complete
     assert resumed.final_metrics == ref.final_metrics
-    np.testing.assert_array_equal(resumed.sigma, ref.sigma)
+    np.testing.assert_array_equal(resumed.log_sigma2, ref.log_sigma2)
     assert resumed.history.drop(columns="seconds").equals(ref.history.drop(columns="seconds"))
 
 
@@ -89,7 +89,7 @@ def test_complete_run_is_skipped_and_other_config_refused(tmp_path, smoke_config
 def test_bce_run_has_no_sigma(tmp_path, smoke_config, smoke_data):
     cfg = smoke_config.replace(loss=smoke_config.loss.replace(name="bce"), train=smoke_config.train.replace(epochs=1))
     rec = train_run(cfg, tmp_path / "bce", data=smoke_data, progress=False)
-    assert rec.sigma is None and rec.multiplier is None
+    assert rec.log_sigma2 is None and rec.multiplier is None
 
 
 def test_early_stopping_keeps_best_epoch(tmp_path, smoke_config, smoke_data):
@@ -160,9 +160,9 @@ def test_cli_bad_arguments_name_the_culprit(argv, culprit, capsys):
 
 
 def test_missing_audio_file_is_named(tmp_path, smoke_config):
-    from csu_lib.errors import AudioError
-    from csu_lib.train import prepare_data
-    from csu_lib.benchmark import build_benchmark
+    from csu_lib.core.errors import AudioError
+    from csu_lib.data.benchmark import build_benchmark
+    from csu_lib.training import prepare_data
 
     manifest = build_benchmark(smoke_config.data.benchmark, tmp_path / "data", progress=False)
     victim = manifest.audio_path(5)
@@ -175,7 +175,7 @@ def test_missing_audio_file_is_named(tmp_path, smoke_config):
 def test_cuda_device_without_gpu_is_a_clear_error():
     import torch
 
-    from csu_lib.train import resolve_device
+    from csu_lib.training import resolve_device
 
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
@@ -185,8 +185,8 @@ def test_cuda_device_without_gpu_is_a_clear_error():
 
 def test_final_metrics_recomputable_from_saved_scores(tmp_path, smoke_data):
     from csu_lib import metrics as M
-    from csu_lib.profiles import run_config
-    from csu_lib.train import prepare_data
+    from csu_lib.study import run_config
+    from csu_lib.training import prepare_data
 
     cfg = run_config("smoke", loss="csu", epochs=2, device="cpu", corruption={"kind": "man", "ratio": 0.5})
     data = prepare_data(cfg, progress=False)
@@ -225,14 +225,14 @@ def test_every_backbone_trains_end_to_end(model, tmp_path, smoke_config, smoke_d
     assert rec.complete and len(rec.history) == 1
     assert np.isfinite(rec.history["train_loss"]).all()
     assert 0.0 < rec.final_metrics["test"]["mAP"] <= 1.0
-    assert rec.sigma.shape[1] == smoke_data.manifest.n_classes
+    assert rec.log_sigma2.shape[1] == smoke_data.manifest.n_classes
     assert rec.summary["n_parameters"] > 0
 
 
 def test_lr_factor_schedules():
     import math
 
-    from csu_lib.train import lr_factor
+    from csu_lib.training import lr_factor
 
     assert [lr_factor("constant", s, 100) for s in (0, 50, 99)] == [1.0, 1.0, 1.0]
     # cosine: linear warm-up over 5% of the steps (5 of 100), then half a cosine down to 0

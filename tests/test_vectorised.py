@@ -1,4 +1,4 @@
-"""Many runs trained at once (csu_lib.vectorised): same training as sequential runs, own records,
+"""Many runs trained at once (csu_lib.training.groups, .stacked): same training as sequential runs, own records,
 resume, grouping rules and the sweep option."""
 from __future__ import annotations
 
@@ -8,14 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-from csu_lib import methods as METHODS
 from csu_lib.config import CorruptionConfig
-from csu_lib.engines import run_sweep
-from csu_lib.errors import ConfigError
+from csu_lib.core.errors import ConfigError
 from csu_lib.records import is_complete, load_checkpoint
-from csu_lib.study import run_all, run_dir_for
-from csu_lib.train import prepare_data, train_run
-from csu_lib.vectorised import StackedRuns, check_group, group_seed, plan_groups, train_group
+from csu_lib.study import run_all, run_dir_for, run_sweep
+from csu_lib.training import StackedRuns, check_group, group_seed, plan_groups, prepare_data, train_group, train_run
+from csu_lib.training import methods as METHODS
 
 
 class Crash(RuntimeError):
@@ -57,9 +55,9 @@ def test_group_follows_sequential_runs_without_dropout(pair, pair_data, group_re
     for config, data, grouped in zip(pair, pair_data, group_records):
         alone = train_run(config, tmp_path / config.run_id, data=data, progress=False)
         assert grouped.config == alone.config and grouped.config.run_id == alone.config.run_id
-        assert grouped.sigma.shape == alone.sigma.shape == (2 * alone.steps_per_epoch, 50)
-        np.testing.assert_allclose(grouped.sigma, alone.sigma, rtol=0, atol=2e-4)
-        assert np.abs(grouped.sigma - alone.sigma).max() < 0.01 * np.abs(alone.sigma).max()
+        assert grouped.log_sigma2.shape == alone.log_sigma2.shape == (2 * alone.steps_per_epoch, 50)
+        np.testing.assert_allclose(grouped.log_sigma2, alone.log_sigma2, rtol=0, atol=2e-4)
+        assert np.abs(grouped.log_sigma2 - alone.log_sigma2).max() < 0.01 * np.abs(alone.log_sigma2).max()
         g, a = grouped.history["train_loss"].to_numpy(), alone.history["train_loss"].to_numpy()
         np.testing.assert_allclose(g, a, rtol=1e-3)
         # the corrupted run was trained on its own corrupted labels
@@ -91,7 +89,7 @@ def test_group_resumes_bit_identical_after_crash(pair, pair_data, group_records,
     assert not any(is_complete(d) for d in dirs)
     resumed = train_group(pair, dirs, data=pair_data, progress=False)
     for r, ref in zip(resumed, group_records):
-        np.testing.assert_array_equal(r.sigma, ref.sigma)
+        np.testing.assert_array_equal(r.log_sigma2, ref.log_sigma2)
         assert r.final_metrics == ref.final_metrics
         assert r.history.drop(columns="seconds").equals(ref.history.drop(columns="seconds"))
 
@@ -132,7 +130,7 @@ def test_bce_group_has_no_sigma(smoke_config, smoke_data, tmp_path):
     configs = [smoke_config.replace(loss=smoke_config.loss.replace(name="bce"),
                                     train=smoke_config.train.replace(epochs=1, seed=s)) for s in (0, 1)]
     records = train_group(configs, [tmp_path / "0", tmp_path / "1"], data=[smoke_data, smoke_data], progress=False)
-    assert all(r.sigma is None and r.summary["vectorised"]["size"] == 2 for r in records)
+    assert all(r.log_sigma2 is None and r.summary["vectorised"]["size"] == 2 for r in records)
 
 
 def test_teacher_mask_group_uses_each_runs_mask(smoke_config, tmp_path):
@@ -223,4 +221,4 @@ def test_group_on_cuda_with_bf16(pair, tmp_path):
     records = train_group(configs, [tmp_path / c.run_id for c in configs], progress=False)
     for r in records:
         assert r.complete and r.summary["vectorised"]["size"] == 2
-        assert np.isfinite(r.sigma).all() and 0 <= r.final_metrics["test"]["mAP"] <= 1
+        assert np.isfinite(r.log_sigma2).all() and 0 <= r.final_metrics["test"]["mAP"] <= 1

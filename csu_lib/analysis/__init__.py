@@ -1,0 +1,11 @@
+"""The analysis stage: everything computed from run records for the figures (nothing draws).
+
+- :mod:`.sigma` (tables, trajectories) and :mod:`.sigma_stats` (densities, agreement with the
+  truth): CSU's learned sigma;
+- :mod:`.score_plane`: the per-sample loss over a class pair's logits, with the recipe;
+- :mod:`.landscape` (directions, surfaces), :mod:`.geometry` (curvature, sharpness) and
+  :mod:`.landscape_probe` (cached probes of runs): parameter-space geometry;
+- :mod:`.results`: tables across runs (mean and CI over seeds, degradation, relative change,
+  class-wise precision, ``csu report``); :mod:`.comparison`: the method comparison;
+- :mod:`.explorer`: the numbers behind the interactive explorer.
+"""

@@ -1,0 +1,199 @@
+"""The learned sigma of CSU runs, read from their run records: per-class tables, trajectories of
+the gradient multiplier over training, and runs grouped by setting.
+
+Conventions: a run logs ``s_c = log sigma_c^2`` after every optimiser step
+(:attr:`~csu_lib.records.RunRecord.log_sigma2`); sigma and the multiplier are derived from it by
+the one definition of :mod:`csu_lib.losses` (:func:`~csu_lib.losses.sigma_of`,
+:func:`~csu_lib.losses.multiplier_of`, the ``csu_scale`` option included). The "final learned
+log sigma^2" of a run is the last logged row (the s the loss held when training stopped;
+``model.pt`` stores the same loss state). Normalised training progress of step t (0-based) of T
+logged steps is ``(t + 1) / T``. Runs without a log (BCE) have no learned sigma and are skipped
+by the functions below (an error is raised only when nothing is left).
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from ..core.errors import RunRecordError
+from ..core.stats import mean_ci
+from ..losses import multiplier_of, scale_of, sigma_of
+from ..records import RunRecord
+
+
+def multiplier_trajectory(record: RunRecord) -> tuple[np.ndarray, np.ndarray]:
+    """(progress (T,), multiplier (T, C)) of one CSU run."""
+    if not record.learns_sigma:
+        raise RunRecordError(f"{record.path} has no sigma log (loss {record.config.loss.name!r} learns no sigma)")
+    steps = record.log_sigma2.shape[0]
+    return np.arange(1, steps + 1) / steps, record.multiplier
+
+
+def median_multiplier_trajectory(record: RunRecord, grid: np.ndarray) -> np.ndarray:
+    """The class-wise median of 1/sigma^2, interpolated onto ``grid`` of normalised progress."""
+    progress, mult = multiplier_trajectory(record)
+    return np.interp(grid, progress, np.median(mult, axis=1))
+
+
+def aggregate_trajectories(records: Sequence[RunRecord], n_points: int = 101) -> pd.DataFrame:
+    """Mean and 95% CI over runs of the class-wise median multiplier, on a common progress grid.
+
+    Returns columns ``progress``, ``mean``, ``lo``, ``hi``, ``n_runs``.
+    """
+    if not records:
+        raise RunRecordError("no runs to aggregate")
+    grid = np.linspace(0.0, 1.0, n_points)
+    curves = np.stack([median_multiplier_trajectory(r, grid) for r in records])
+    mean, lo, hi = mean_ci(curves)
+    return pd.DataFrame({"progress": grid, "mean": mean, "lo": lo, "hi": hi, "n_runs": len(records)})
+
+
+#: Columns that identify a run's setting in the tables below (dotted config names).
+RUN_COLUMNS: tuple[str, ...] = ("corruption.kind", "corruption.ratio", "corruption.profile", "corruption.target",
+                                "model.name", "loss.name", "train.seed")
+
+
+#: Default grouping of the sigma figures: one group per corruption setting, backbone and loss.
+DEFAULT_BY: tuple[str, ...] = ("corruption.kind", "corruption.ratio", "model.name", "loss.name")
+
+
+def config_value(record: RunRecord, key: str):
+    """A dotted config value of a run (``"corruption.kind"``, ``"train.seed"``, ...); ``"path"``
+    gives the run directory and ``"condition"`` the label ``clean`` / ``san 50%``."""
+    if key == "path":
+        return str(record.path)
+    if key == "condition":
+        return record.config.corruption.label
+    obj = record.config
+    for part in key.split("."):
+        if not hasattr(obj, part):
+            raise RunRecordError(f"run config has no field {key!r} (at {part!r})")
+        obj = getattr(obj, part)
+    return obj
+
+
+def group_label(values: dict) -> str:
+    """Readable label of a group: the corruption condition first (``clean``, ``san 50%``; the
+    word before the first space picks the colour in :mod:`csu_lib.plots`), then the rest."""
+    parts: list[str] = []
+    values = dict(values)
+    kind, ratio = values.pop("corruption.kind", None), values.pop("corruption.ratio", None)
+    if kind is not None:
+        if kind == "none" or ratio == 0:
+            parts.append("clean")
+        elif ratio is not None:
+            parts.append(f"{kind} {round(float(ratio) * 100)}%")
+        else:
+            parts.append(str(kind))
+    elif ratio is not None:
+        parts.append(f"r={ratio}")
+    parts.extend(str(v) for v in values.values())
+    return " ".join(parts) if parts else "all"
+
+
+def final_log_sigma2(record: RunRecord) -> np.ndarray:
+    """The final learned ``s_c = log sigma_c^2`` (C,) of a CSU run (last logged step), float64."""
+    if not record.learns_sigma:
+        raise RunRecordError(f"{record.path} has no sigma log (loss {record.config.loss.name!r} learns no sigma)")
+    return record.log_sigma2[-1].astype(np.float64)
+
+
+def class_truth(record: RunRecord) -> tuple[np.ndarray, np.ndarray] | None:
+    """(class_rate, label_noise_rate) of a run, each (C,): from its corruption record; zeros for
+    a clean run (nothing was corrupted); None when a corrupted run has no corruption record."""
+    result = record.corruption()
+    if result is not None:
+        return np.asarray(result.class_rate, np.float64), np.asarray(result.label_noise_rate, np.float64)
+    c = record.config.corruption
+    if (c.kind == "none" or c.ratio == 0) and record.learns_sigma:
+        n = record.log_sigma2.shape[1]
+        return np.zeros(n), np.zeros(n)
+    return None
+
+
+def sigma_table(records: Sequence[RunRecord], *, class_names: Sequence[str] | None = None) -> pd.DataFrame:
+    """One row per (run, class) with the final learned sigma and the class's true corruption.
+
+    Columns: the run columns :data:`RUN_COLUMNS`, ``condition`` (``clean`` / ``san 50%``),
+    ``path``, ``class`` (index), ``class_name`` (when ``class_names`` is given), ``log_sigma2``
+    (s), ``sigma = exp(s/2)``, ``multiplier`` (``scale * exp(-s)``), ``class_rate`` and ``label_noise_rate``
+    (see :class:`~csu_lib.corruption.CorruptionResult`; 0 for clean runs, NaN when a corrupted
+    run has no corruption record) and ``corrupted`` (``class_rate > 0``, nullable boolean:
+    <NA> when unknown).
+    Runs without a sigma log (BCE) are skipped.
+    """
+    frames = []
+    for record in records:
+        if not record.learns_sigma:
+            continue
+        s = final_log_sigma2(record)
+        n = len(s)
+        df = pd.DataFrame({"class": np.arange(n), "log_sigma2": s, "sigma": sigma_of(s),
+                           "multiplier": multiplier_of(s, scale_of(record.config.loss))})
+        if class_names is not None:
+            if len(class_names) != n:
+                raise RunRecordError(f"{len(class_names)} class names for {n} classes of {record.path}")
+            df.insert(1, "class_name", list(class_names))
+        truth = class_truth(record)
+        if truth is None:
+            df["class_rate"] = np.nan
+            df["label_noise_rate"] = np.nan
+            df["corrupted"] = pd.array([pd.NA] * n, dtype="boolean")
+        else:
+            df["class_rate"], df["label_noise_rate"] = truth
+            df["corrupted"] = pd.array(truth[0] > 0, dtype="boolean")
+        for i, key in enumerate(RUN_COLUMNS):
+            df.insert(i, key, config_value(record, key))
+        df.insert(len(RUN_COLUMNS), "condition", record.config.corruption.label)
+        df.insert(len(RUN_COLUMNS) + 1, "path", str(record.path))
+        frames.append(df)
+    if not frames:
+        raise RunRecordError("no run with a sigma log among the records (BCE runs learn no sigma)")
+    return pd.concat(frames, ignore_index=True)
+
+
+def group_records(records: Sequence[RunRecord], by: Sequence[str] = DEFAULT_BY) -> dict[str, list[RunRecord]]:
+    """Records grouped by the dotted config keys ``by``, keyed by :func:`group_label`, in order
+    of first appearance."""
+    groups: dict[str, list[RunRecord]] = {}
+    for record in records:
+        label = group_label({k: config_value(record, k) for k in by})
+        groups.setdefault(label, []).append(record)
+    return groups
+
+
+def grouped_trajectories(records: Sequence[RunRecord], by: Sequence[str] = DEFAULT_BY,
+                         n_points: int = 101) -> dict[str, pd.DataFrame]:
+    """:func:`aggregate_trajectories` per group of runs (grouped by the config keys ``by``).
+
+    Returns ``{label: DataFrame}`` (columns ``progress, mean, lo, hi, n_runs`` plus one constant
+    column per key of ``by``), ready for :func:`csu_lib.plots.plot_multiplier_trajectories`.
+    Runs without a sigma log are skipped.
+    """
+    out: dict[str, pd.DataFrame] = {}
+    for label, group in group_records([r for r in records if r.learns_sigma], by).items():
+        df = aggregate_trajectories(group, n_points)
+        for key in by:
+            df[key] = config_value(group[0], key)
+        out[label] = df
+    if not out:
+        raise RunRecordError("no run with a sigma log among the records (BCE runs learn no sigma)")
+    return out
+
+
+def class_trajectories(record: RunRecord, grid: int | np.ndarray = 101, *,
+                       quantity: str = "multiplier") -> tuple[np.ndarray, np.ndarray]:
+    """Per-class trajectories of one run interpolated onto ``grid`` of normalised progress.
+
+    ``grid``: an array in [0, 1] or a number of points. ``quantity``: ``"multiplier"``
+    (``scale / sigma^2``), ``"sigma"`` (exp(s/2)) or ``"log_sigma2"`` (s). Returns (grid, (n_points, C)).
+    """
+    if quantity not in ("multiplier", "sigma", "log_sigma2"):
+        raise ValueError(f"quantity must be 'multiplier', 'sigma' or 'log_sigma2', got {quantity!r}")
+    grid = np.linspace(0.0, 1.0, int(grid)) if np.isscalar(grid) else np.asarray(grid, dtype=np.float64)
+    progress, _ = multiplier_trajectory(record)
+    values = {"multiplier": record.multiplier, "sigma": record.sigma,
+              "log_sigma2": record.log_sigma2.astype(np.float64)}[quantity]
+    return grid, np.stack([np.interp(grid, progress, values[:, c]) for c in range(values.shape[1])], axis=1)

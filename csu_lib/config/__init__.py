@@ -1,0 +1,23 @@
+"""Configuration dataclasses for every stage; each serialises to JSON and back.
+
+A :class:`RunConfig` travels with every run record and checkpoint, so a run can always be
+reproduced and its numbers explained (front-end settings included). Loading is strict: an
+unknown key or a bad value raises :class:`~csu_lib.core.errors.ConfigError` naming it. Names of
+models, losses, datasets and methods are checked against :mod:`csu_lib.core.registry`; this
+package imports no implementation.
+
+- :mod:`.base`: the :class:`Serialisable` mixin (``to_dict``/``from_dict``/``hash``);
+- :mod:`.data`: :class:`FrontendConfig`, :class:`BenchmarkConfig`, :class:`DataConfig` and presets;
+- :mod:`.run`: :class:`CorruptionConfig`, :class:`MethodConfig`, :class:`ModelConfig`,
+  :class:`LossConfig`, :class:`TrainConfig`, :class:`RunConfig`, and the spellings
+  ``san:0.5`` (:func:`parse_condition`) and ``csu+mixup_or`` (:func:`parse_method_spec`).
+"""
+from .base import Serialisable
+from .data import BENCHMARK_PRESETS, FRONTEND_PRESETS, BenchmarkConfig, DataConfig, FrontendConfig, frontend_preset
+from .run import (CORRUPTION_KINDS, LR_SCHEDULES, CorruptionConfig, LossConfig, MethodConfig, ModelConfig, RunConfig,
+                  TrainConfig, corruption_label, method_label, method_spec, parse_condition, parse_method_spec)
+
+__all__ = ["BENCHMARK_PRESETS", "CORRUPTION_KINDS", "FRONTEND_PRESETS", "LR_SCHEDULES", "BenchmarkConfig",
+           "CorruptionConfig", "DataConfig", "FrontendConfig", "LossConfig", "MethodConfig", "ModelConfig",
+           "RunConfig", "Serialisable", "TrainConfig", "corruption_label", "frontend_preset", "method_label",
+           "method_spec", "parse_condition", "parse_method_spec"]

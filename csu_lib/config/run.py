@@ -1,0 +1,277 @@
+"""What a run does: the corruption it trains under, the method, the model, the loss, the
+training settings, and the :class:`RunConfig` that holds them all (its hash is the run id)."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Optional
+
+from ..core import registry
+from ..core.errors import ConfigError, unknown_name
+from .base import Serialisable, _check, _is_number
+from .data import DataConfig, FrontendConfig
+
+CORRUPTION_KINDS = ("none", "san", "man", "sln", "missing")
+
+
+@dataclass(frozen=True)
+class CorruptionConfig(Serialisable):
+    """Label corruption injected into the training split (see :mod:`csu_lib.corruption`).
+
+    ``kind``: none | san (spurious addition) | man (misassignment) | sln (weakened evidence,
+    soft positive) | missing (positive removed). ``ratio``: fraction of training clips corrupted
+    (exactly ``round(ratio * N)``). ``target``: uniform | similar (SAN/MAN replacement class
+    drawn from the dataset's class similarity). ``profile``: uniform | concentrated (only
+    ``k_classes`` source classes) | graded (per-class rates with mean ``ratio``).
+    ``nested``: the clips corrupted at a smaller ratio are among those at a larger one.
+    """
+
+    kind: str = "none"
+    ratio: float = 0.0
+    target: str = "uniform"
+    profile: str = "uniform"
+    k_classes: int = 5
+    graded_concentration: float = 2.0
+    soft_range: tuple[float, float] = (0.6, 0.9)
+    nested: bool = True
+    seed: int = 0
+    #: ESC-FreeGen50 only: use the published noisy label files of ``kind``/``ratio`` instead of
+    #: injecting (``labels/{additive,flip,soft,remove}_error_<ratio>/train.json``).
+    published: bool = False
+
+    def __post_init__(self) -> None:
+        if self.kind not in CORRUPTION_KINDS:
+            raise unknown_name("corruption type", self.kind, CORRUPTION_KINDS)
+        _check(_is_number(self.ratio) and 0.0 <= self.ratio <= 1.0, "corruption.ratio",
+               "must lie in [0, 1]", self.ratio)
+        _check(self.target in ("uniform", "similar"), "corruption.target", "must be 'uniform' or 'similar'",
+               self.target)
+        _check(self.profile in ("uniform", "concentrated", "graded"), "corruption.profile",
+               "must be 'uniform', 'concentrated' or 'graded'", self.profile)
+        _check(isinstance(self.k_classes, int) and self.k_classes >= 1, "corruption.k_classes",
+               "must be a positive integer", self.k_classes)
+        _check(self.graded_concentration > 0, "corruption.graded_concentration", "must be positive",
+               self.graded_concentration)
+        lo, hi = self.soft_range
+        _check(0.0 <= lo <= hi <= 1.0, "corruption.soft_range", "must satisfy 0 <= low <= high <= 1",
+               self.soft_range)
+
+    @property
+    def label(self) -> str:
+        """``clean`` or e.g. ``san 50%``: how figures and tables name the condition."""
+        return corruption_label(self.kind, self.ratio)
+
+
+def corruption_label(kind: str, ratio: float) -> str:
+    """``clean`` for no corruption, else ``<kind> <ratio in %>`` (e.g. ``man 50%``)."""
+    return "clean" if kind == "none" or ratio == 0 else f"{kind} {round(ratio * 100)}%"
+
+
+@dataclass(frozen=True)
+class MethodConfig(Serialisable):
+    """A training method applied on top of the loss (see :mod:`csu_lib.training.methods`).
+
+    - ``teacher_mask`` (Fonseca et al. 2020): per class, the top ``mask_percent`` % teacher-scored
+      negatives are masked out of the loss.
+    - ``label_correction`` (Braun & Gamper 2024): threshold ``threshold`` (T); ``correct`` "fn" or
+      "fn+fp"; ``masking`` adds masking of low-confidence contradictions.
+    - ``psl`` (Dinkel et al. 2022): the student trains on ``chunk_seconds`` chunks with targets
+      ``alpha * teacher + (1 - alpha) * weak label``.
+    - ``mixup_or``: 1..``max_mix`` clips mixed with random level offsets (N(0, ``level_db_std``) dB),
+      labels OR-joined; ``mixup``: standard mixup, Beta(``mixup_alpha``) weights, labels interpolated.
+    ``teacher``: a teacher run directory or a score file (.npy, (n_train, C) probabilities in the
+    training split's order); None trains a BCE teacher with the same data, corruption and model.
+    Any method combines with any loss (e.g. CSU + mixup_or).
+    """
+
+    name: str = "none"
+    teacher: Optional[str] = None
+    mask_percent: float = 5.0
+    threshold: float = 0.05
+    correct: str = "fn"
+    masking: bool = True
+    chunk_seconds: float = 0.5
+    alpha: float = 1.0
+    max_mix: int = 2
+    level_db_std: float = 2.0
+    mixup_alpha: float = 0.4
+
+    def __post_init__(self) -> None:
+        registry.check("method", self.name)
+        _check(_is_number(self.mask_percent) and 0 <= self.mask_percent <= 100, "method.mask_percent",
+               "must lie in [0, 100]", self.mask_percent)
+        _check(_is_number(self.threshold) and 0 < self.threshold < 0.5, "method.threshold",
+               "must lie in (0, 0.5)", self.threshold)
+        _check(self.correct in ("fn", "fn+fp"), "method.correct", "must be 'fn' or 'fn+fp'", self.correct)
+        _check(_is_number(self.chunk_seconds) and self.chunk_seconds > 0, "method.chunk_seconds",
+               "must be positive", self.chunk_seconds)
+        _check(_is_number(self.alpha) and 0 <= self.alpha <= 1, "method.alpha", "must lie in [0, 1]", self.alpha)
+        _check(isinstance(self.max_mix, int) and self.max_mix >= 1, "method.max_mix", "must be an integer >= 1",
+               self.max_mix)
+        _check(_is_number(self.level_db_std) and self.level_db_std >= 0, "method.level_db_std", "must be >= 0",
+               self.level_db_std)
+        _check(_is_number(self.mixup_alpha) and self.mixup_alpha > 0, "method.mixup_alpha", "must be positive",
+               self.mixup_alpha)
+
+    @property
+    def needs_teacher(self) -> bool:
+        """Whether the registered method learns from a teacher's scores (teacher_mask,
+        label_correction, psl)."""
+        return bool(registry.get("method", self.name).needs_teacher)
+
+
+@dataclass(frozen=True)
+class ModelConfig(Serialisable):
+    name: str = "small_cnn"
+    width: float = 1.0
+    dropout: float = 0.2
+
+    def __post_init__(self) -> None:
+        registry.check("model", self.name)
+        _check(self.width > 0, "model.width", "must be positive", self.width)
+        _check(0 <= self.dropout < 1, "model.dropout", "must be in [0, 1)", self.dropout)
+
+
+@dataclass(frozen=True)
+class LossConfig(Serialisable):
+    """``bce`` or ``csu``; the ``csu_*`` fields apply to CSU only (methods.md section 1)."""
+
+    name: str = "bce"
+    csu_init: float = 0.0
+    csu_clamp: tuple[float, float] = (-5.0, 5.0)
+    csu_lr: Optional[float] = None  # None: the model's learning rate
+    csu_scale: str = "full"  # "full": exp(-s) * BCE; "half": exp(-s) / 2 * BCE (1/(2 sigma^2))
+    csu_class_reduction: str = "sum"  # "sum" or "mean" over classes
+
+    def __post_init__(self) -> None:
+        registry.check("loss", self.name)
+        lo, hi = self.csu_clamp
+        _check(lo < hi and lo <= self.csu_init <= hi, "loss.csu_clamp",
+               "must be (low, high) with low <= csu_init <= high", self.csu_clamp)
+        _check(self.csu_lr is None or self.csu_lr > 0, "loss.csu_lr", "must be positive", self.csu_lr)
+        _check(self.csu_scale in ("full", "half"), "loss.csu_scale", "must be 'full' or 'half'",
+               self.csu_scale)
+        _check(self.csu_class_reduction in ("sum", "mean"), "loss.csu_class_reduction",
+               "must be 'sum' or 'mean'", self.csu_class_reduction)
+
+
+LR_SCHEDULES = ("constant", "cosine")
+
+
+@dataclass(frozen=True)
+class TrainConfig(Serialisable):
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 1e-3
+    optimizer: str = "adam"  # "adam" or "adamw"
+    weight_decay: float = 0.0
+    seed: int = 0
+    device: str = "auto"  # "auto", "cpu", "cuda", "cuda:N"
+    amp: bool = True  # mixed precision, on CUDA only
+    early_stopping_patience: Optional[int] = 10  # epochs without val-mAP gain; None: off
+    eval_batch_size: int = 128
+    #: Per-step learning-rate schedule: "constant", or "cosine" (linear warm-up over the first
+    #: 5% of steps, then cosine decay to 0). Computed from the global step, so resuming needs no
+    #: scheduler state.
+    lr_schedule: str = "constant"
+    #: Convolutions in channels_last memory format (about 1.5x faster for the CNNs on this CPU,
+    #: see bench/); the numbers differ from contiguous format only by float rounding.
+    channels_last: bool = True
+    #: Whether the feature store is held in memory (on the training device) or streamed from its
+    #: shards: "auto" (held when <= 2 GiB and <= a quarter of the free device memory), "always",
+    #: "never". Only speed and memory depend on it, never the numbers (csu_lib.features).
+    features_in_memory: str = "auto"
+
+    def __post_init__(self) -> None:
+        _check(self.features_in_memory in ("auto", "always", "never"), "train.features_in_memory",
+               "must be 'auto', 'always' or 'never'", self.features_in_memory)
+        _check(self.lr_schedule in LR_SCHEDULES, "train.lr_schedule", f"must be one of {LR_SCHEDULES}",
+               self.lr_schedule)
+        _check(isinstance(self.channels_last, bool), "train.channels_last", "must be true or false",
+               self.channels_last)
+        _check(isinstance(self.epochs, int) and not isinstance(self.epochs, bool) and self.epochs > 0,
+               "train.epochs", "must be a positive integer", self.epochs)
+        _check(isinstance(self.batch_size, int) and self.batch_size > 0, "train.batch_size",
+               "must be a positive integer", self.batch_size)
+        _check(_is_number(self.lr) and self.lr > 0, "train.lr", "must be a positive number", self.lr)
+        _check(self.optimizer in ("adam", "adamw"), "train.optimizer", "must be 'adam' or 'adamw'",
+               self.optimizer)
+        _check(self.weight_decay >= 0, "train.weight_decay", "must be >= 0", self.weight_decay)
+        _check(self.early_stopping_patience is None or self.early_stopping_patience > 0,
+               "train.early_stopping_patience", "must be a positive integer or None",
+               self.early_stopping_patience)
+        _check(isinstance(self.device, str) and re.fullmatch(r"auto|cpu|cuda(:\d+)?", self.device) is not None,
+               "train.device", "must be 'auto', 'cpu' or 'cuda[:N]'", self.device)
+
+
+@dataclass(frozen=True)
+class RunConfig(Serialisable):
+    """Everything that determines one training run."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    frontend: FrontendConfig = field(default_factory=FrontendConfig)
+    corruption: CorruptionConfig = field(default_factory=CorruptionConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    method: MethodConfig = field(default_factory=MethodConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def __post_init__(self) -> None:
+        if self.data.dataset == "embedded" and self.data.benchmark.sample_rate != self.frontend.sample_rate:
+            raise ConfigError(
+                f"frontend.sample_rate ({self.frontend.sample_rate}) must equal "
+                f"data.benchmark.sample_rate ({self.data.benchmark.sample_rate})"
+            )
+
+    @property
+    def run_id(self) -> str:
+        """Runs are keyed by the hash of their configuration."""
+        method = "" if self.method.name == "none" else f"{self.method.name}-"
+        return f"{method}{self.loss.name}-{self.model.name}-s{self.train.seed}-{self.hash(10)}"
+
+
+# ---------------------------------------------------------------------------------------------
+# The short spellings users type: conditions (``san:0.5``) and method specs (``csu+mixup_or``).
+
+
+def parse_condition(text: str) -> dict:
+    """``"none"``, ``"san:0.5"``, ``"man:0.3"`` ... -> corruption overrides ``{kind, ratio}``
+    (a bare kind means ratio 0.5)."""
+    kind, _, ratio = str(text).partition(":")
+    if kind not in CORRUPTION_KINDS:
+        raise ConfigError(f"condition {text!r}: unknown corruption type {kind!r}; "
+                          f"use one of {', '.join(CORRUPTION_KINDS)} (optionally ':ratio')")
+    if kind == "none":
+        return {"kind": "none", "ratio": 0.0}
+    try:
+        r = float(ratio) if ratio else 0.5
+    except ValueError:
+        raise ConfigError(f"condition {text!r}: ratio {ratio!r} is not a number") from None
+    if not 0.0 <= r <= 1.0:
+        raise ConfigError(f"condition {text!r}: ratio {r} is outside [0, 1]")
+    return {"kind": kind, "ratio": r}
+
+
+def parse_method_spec(spec: str) -> tuple[str, str]:
+    """``"bce"`` -> ("bce", "none"); ``"csu+mixup_or"`` -> ("csu", "mixup_or"); a bare method
+    name (``"teacher_mask"``) means BCE with that method."""
+    losses, methods = registry.registry("loss"), registry.registry("method")
+    text = str(spec).strip()
+    loss, plus, method = text.partition("+")
+    if not plus:
+        loss, method = (text, "none") if text in losses else ("bce", text)
+    if loss not in losses or method not in methods:
+        raise ConfigError(f"method {spec!r}: write '<loss>' or '<loss>+<method>' with a loss in "
+                          f"{list(losses)} and a method in {list(methods)}")
+    return loss, method
+
+
+def method_spec(loss: str, method: str) -> str:
+    """``bce``, ``csu+mixup_or``, ... (the loss, plus the method unless it is ``none``): the
+    inverse of :func:`parse_method_spec`."""
+    return loss if method in (None, "none") else f"{loss}+{method}"
+
+
+def method_label(config: RunConfig) -> str:
+    """The :func:`method_spec` of a run."""
+    return method_spec(config.loss.name, config.method.name)

@@ -1,0 +1,96 @@
+"""Atomic file writes and small JSON helpers.
+
+A write goes to a temporary file in the same directory, is flushed and fsynced, and is then
+renamed over the destination with ``os.replace``. A crash therefore leaves either the old
+file or the new one, never a half-written file under the final name.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from .errors import CsuError
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it onto ``path`` if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        with open(tmp_path, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"cannot serialise {type(obj).__name__} to JSON")
+
+
+def to_json(obj: Any) -> str:
+    return json.dumps(obj, indent=2, sort_keys=True, default=_json_default, allow_nan=True) + "\n"
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    atomic_write_text(path, to_json(obj))
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    with open(path, encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def atomic_save_npy(path: str | os.PathLike, array: np.ndarray) -> None:
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(array), allow_pickle=False)
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def publish_dir(tmp: str | os.PathLike, final: str | os.PathLike, marker: str) -> None:
+    """Move a fully built folder ``tmp`` into place at ``final``.
+
+    ``final`` counts as complete when it holds the file ``marker``. An incomplete leftover at
+    ``final`` (an interrupted copy, a deleted marker) is replaced; if another process published
+    a complete folder first, ours is discarded and theirs kept.
+    """
+    tmp, final = Path(tmp), Path(final)
+    if final.exists() and not (final / marker).is_file():
+        stale = final.with_name(f".{final.name}.stale-{os.getpid()}")
+        os.rename(final, stale)
+        shutil.rmtree(stale, ignore_errors=True)
+    try:
+        os.rename(tmp, final)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (final / marker).is_file():
+            raise CsuError(f"cannot move the built folder into {final} ({exc}); delete {final} and retry") from exc

@@ -1,0 +1,158 @@
+"""Figures of results across runs: degradation curves (the CSU paper's Fig. 3), relative change
+(Fig. 4), class-wise precision (the spirit of Fig. 9), and the method comparison with Fonseca's
+teacher-masking sweep; tables from :mod:`csu_lib.analysis.results` and
+:mod:`csu_lib.analysis.comparison`, mean and 95% CI over seeds."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from .style import LINESTYLES, PALETTE, finish, method_colour
+
+def plot_method_comparison(table: pd.DataFrame, ax: plt.Axes | None = None, *, key: str = "method",
+                           reference: str | None = "bce", xlabel: str | None = None,
+                           title: str | None = None) -> plt.Axes:
+    """Point + CI per method, one row per method (top to bottom in table order).
+
+    ``table``: columns ``key`` (method label), ``mean``, ``lo``, ``hi``, ``n`` (and optionally
+    ``metric``), e.g. :func:`csu_lib.analysis.comparison.comparison_table`. Methods are coloured by their loss
+    (``bce`` grey, ``csu`` blue; the method spec is ``<loss>+<method>``); the mean of the
+    ``reference`` row, when present, is drawn as a dashed line.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.2, 0.42 * max(len(table), 2) + 1.0))
+    labels = [str(v) for v in table[key]]
+    y = np.arange(len(labels))[::-1]
+    mean = table["mean"].to_numpy(dtype=float)
+    lo, hi = table["lo"].to_numpy(dtype=float), table["hi"].to_numpy(dtype=float)
+    for yi, label, m, a, b in zip(y, labels, mean, lo, hi):
+        colour = method_colour(label)
+        ax.errorbar([m], [yi], xerr=[[m - a], [b - m]], fmt="o", color=colour, ms=6, capsize=3, lw=1.4)
+    if reference is not None and reference in labels:
+        ax.axvline(mean[labels.index(reference)], color=method_colour(reference), ls="--", lw=0.9, zorder=0.5)
+    n = table["n"].to_numpy() if "n" in table else None
+    ticks = [f"{lab} (n={int(k)})" for lab, k in zip(labels, n)] if n is not None else labels
+    ax.set_yticks(y, ticks)
+    ax.set_ylim(-0.7, len(labels) - 0.3)
+    metric = str(table["metric"].iloc[0]) if "metric" in table and len(table) else "score"
+    ax.set_xlabel(xlabel or f"{metric} (mean, 95% CI over seeds)")
+    ax.grid(False, axis="y")
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def plot_mask_sweep(sweep: pd.DataFrame, ax: plt.Axes | None = None, *, key: str = "percent",
+                    xlabel: str = "top-scored negatives discarded per class (%)", ylabel: str | None = None,
+                    label: str | None = None, title: str | None = None) -> plt.Axes:
+    """Performance vs % of top-scored negatives discarded (Fonseca et al. 2020, Fig. 2).
+
+    ``sweep``: columns ``key`` (percent), ``mean``, ``lo``, ``hi``, ``n``; one row per percent.
+    The 0 % point (normal training, no label ignored) is drawn as a square, as in the paper.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.8, 3.2))
+    df = sweep.sort_values(key)
+    x = df[key].to_numpy(dtype=float)
+    mean = df["mean"].to_numpy(dtype=float)
+    lo, hi = df["lo"].to_numpy(dtype=float), df["hi"].to_numpy(dtype=float)
+    colour = PALETTE["bce"] if "loss" not in df or not len(df) else method_colour(str(df["loss"].iloc[0]))
+    n = int(df["n"].min()) if "n" in df and len(df) else 0
+    ax.plot(x, mean, "-o", color=colour, lw=1.6, ms=5, label=label or f"teacher mask (n={n} seeds)")
+    if n > 1:
+        ax.fill_between(x, lo, hi, color=colour, alpha=0.2, lw=0)
+    base = x == 0
+    if base.any():
+        ax.plot(x[base], mean[base], "s", color=colour, ms=8, mfc="white", mew=1.6, label="0 %: all negatives used")
+    ax.set_xlabel(xlabel)
+    metric = str(df["metric"].iloc[0]) if "metric" in df and len(df) else "score"
+    ax.set_ylabel(ylabel or f"{metric} (mean, 95% CI)")
+    if title:
+        ax.set_title(title)
+    ax.legend(loc="best", fontsize=8)
+    return ax
+
+
+def plot_degradation(table: pd.DataFrame, *, metric: str = "test.mAP", title: str | None = None) -> plt.Figure:
+    """The metric against the corruption ratio (the CSU paper's Fig. 3): one panel per corruption
+    type, one line per backbone x loss (colour: loss, line style: backbone), 95% CI bands when
+    there are several seeds. ``table``: :func:`csu_lib.analysis.results.degradation_table`."""
+    kinds = list(dict.fromkeys(table["kind"]))
+    models = list(dict.fromkeys(table["model.name"]))
+    fig, axes = plt.subplots(1, len(kinds), figsize=(4.0 * len(kinds), 3.4), sharey=True, squeeze=False,
+                             layout="constrained")
+    for ax, kind in zip(axes[0], kinds):
+        sub = table[table["kind"] == kind]
+        for (model, method, loss), line in sub.groupby(["model.name", "method.name", "loss.name"], sort=False):
+            line = line.sort_values("ratio")
+            x = 100 * line["ratio"].to_numpy(dtype=float)
+            colour = PALETTE.get(str(loss), "#4d4d4d")
+            name = f"{model}, {loss.upper()}" + ("" if method == "none" else f"+{method}")
+            n = int(line["n"].min())
+            ax.plot(x, line[metric], marker="o", ms=4, lw=1.6, color=colour,
+                    ls=LINESTYLES[models.index(model) % len(LINESTYLES)], label=f"{name} (n={n})")
+            if n > 1:
+                ax.fill_between(x, line["ci_lo"], line["ci_hi"], color=colour, alpha=0.15, lw=0)
+        ax.set_title(str(kind).upper())
+        ax.set_xlabel("corrupted training clips (%)")
+    axes[0, 0].set_ylabel(f"{metric} (mean, 95% CI over seeds)")
+    axes[0, -1].legend(loc="best", fontsize=8)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_relative_change(table: pd.DataFrame, ax: plt.Axes | None = None, *, title: str | None = None) -> plt.Axes:
+    """Relative change at one ratio, normalised to clean training (the CSU paper's Fig. 4): one
+    group of bars per corruption type x backbone, one bar per loss, 95% CI over seeds as error
+    bars. ``table``: :func:`csu_lib.analysis.results.relative_change`."""
+    groups = list(dict.fromkeys(zip(table["kind"], table["model.name"])))
+    losses = list(dict.fromkeys(table["loss.name"]))
+    if ax is None:
+        _, ax = plt.subplots(figsize=(max(4.5, 1.3 * len(groups) + 1.5), 3.4))
+    width = 0.8 / max(1, len(losses))
+    for j, loss in enumerate(losses):
+        sub = table[table["loss.name"] == loss].set_index(["kind", "model.name"])
+        x, y, err = [], [], [[], []]
+        for i, key in enumerate(groups):
+            if key not in sub.index:
+                continue
+            row = sub.loc[key]
+            x.append(i + (j - (len(losses) - 1) / 2) * width)
+            y.append(float(row["change_percent"]))
+            err[0].append(float(row["change_percent"] - row["ci_lo"]))
+            err[1].append(float(row["ci_hi"] - row["change_percent"]))
+        n = int(table[table["loss.name"] == loss]["n"].min())
+        ax.bar(x, y, width=width, color=PALETTE.get(str(loss), f"C{j}"), label=f"{str(loss).upper()} (n={n})",
+               yerr=err if n > 1 else None, capsize=3)
+    ax.axhline(0, color="black", lw=0.8)
+    single_model = len({m for _, m in groups}) == 1
+    ax.set_xticks(range(len(groups)), [k.upper() if single_model else f"{k.upper()}\n{m}" for k, m in groups])
+    ratio = float(table["ratio"].iloc[0]) if len(table) else 0.5
+    return finish(ax, "", f"change vs clean training at {ratio:.0%} (%)", title)
+
+
+def plot_class_precision(table: pd.DataFrame, columns: Sequence[str], ax: plt.Axes | None = None, *,
+                         sort_by: str | None = None, title: str | None = None, threshold: float = 0.5) -> plt.Axes:
+    """Class-wise precision at ``threshold`` (the spirit of the CSU paper's Fig. 9): one marker
+    per class and column (e.g. ``bce``, ``csu``), classes sorted by ``sort_by`` (a column,
+    descending) or kept in class order (``None``). A class never predicted positive has no
+    precision: it is a gap. ``table``: :func:`csu_lib.analysis.results.class_precision_table`."""
+    df = table.sort_values(sort_by, ascending=False, na_position="last") if sort_by else table
+    if ax is None:
+        _, ax = plt.subplots(figsize=(min(16.0, max(6.0, 0.16 * len(df))), 3.6))
+    x = np.arange(len(df))
+    for j, column in enumerate(columns):
+        values = df[column].to_numpy(dtype=float)
+        n = int(np.isfinite(values).sum())
+        ax.plot(x, values, "o-", ms=3.5, lw=0.9, color=PALETTE.get(str(column), f"C{j}"),
+                label=f"{str(column).upper()} (mean {np.nanmean(values):.3f} over its {n} classes with a precision)"
+                if n else f"{str(column).upper()} (no class predicted positive)")
+    ax.set_xticks(x, df["class"], rotation=90, fontsize=6 if len(df) > 30 else 8)
+    ax.set_ylim(-0.02, 1.02)
+    ax.grid(False, axis="x")
+    order = f"sorted by {str(sort_by).upper()} precision" if sort_by else "class order"
+    return finish(ax, f"class ({order})", f"precision at {threshold:g}", title)

@@ -1,0 +1,105 @@
+"""Figures of CSU's learned sigma: multiplier trajectories (the CSU paper's Fig. 7), densities
+across classes (Fig. 8) and sigma against the true per-class corruption."""
+from __future__ import annotations
+
+from typing import Mapping, Optional
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from ..core.stats import rank_agreement, top_k
+from .style import LINESTYLES, PALETTE, finish, label_colour
+
+def plot_multiplier_trajectories(curves: Mapping[str, pd.DataFrame], ax: plt.Axes | None = None,
+                                 *, title: str | None = None) -> plt.Axes:
+    """1/sigma^2 (class-wise median; mean over runs with 95% CI band) vs normalised progress.
+
+    ``curves`` maps a condition label (e.g. ``"clean"``, ``"san 50%"``) to the DataFrame of
+    :func:`csu_lib.analysis.sigma.aggregate_trajectories`. The y axis is logarithmic, as in the CSU
+    paper's Fig. 7.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.0, 3.4))
+    for label, df in curves.items():
+        colour = PALETTE.get(label.split()[0].lower())
+        n = int(df["n_runs"].iloc[0])
+        ax.plot(df["progress"], df["mean"], label=f"{label} (n={n})", color=colour, lw=1.8)
+        if n > 1:
+            ax.fill_between(df["progress"], df["lo"], df["hi"], color=colour, alpha=0.2, lw=0)
+    ax.set_yscale("log")
+    ax.set_xlabel("normalised training progress")
+    ax.set_ylabel(r"median$_c$ $1/\sigma_c^2$")
+    ax.set_xlim(0, 1)
+    if title:
+        ax.set_title(title)
+    ax.legend(loc="best", fontsize=8)
+    return ax
+
+
+def plot_sigma_kde(densities, ax: plt.Axes | None = None, *, title: str | None = None,
+                   xlabel: str = r"learned $\sigma_c$", fill: bool = True, log_x: bool = False) -> plt.Axes:
+    """KDE curves of the learned sigma (the CSU paper's Fig. 8), one line per group.
+
+    ``densities``: ``{label: DataFrame(x, density[, n])}`` from
+    :func:`csu_lib.analysis.sigma_stats.sigma_densities`, or ``{label: (x, density)}``. The colour follows the
+    label's first word (the corruption condition); groups sharing a colour get different line
+    styles; a ``(clean)`` subset (of ``split_corrupted``) is drawn dashed and unfilled.
+    """
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.0, 3.4))
+    seen: dict[str, int] = {}
+    for i, (label, value) in enumerate(densities.items()):
+        if isinstance(value, pd.DataFrame):
+            x, d = value["x"].to_numpy(float), value["density"].to_numpy(float)
+            n = int(value["n"].iloc[0]) if "n" in value.columns and len(value) else None
+        else:
+            x, d = (np.asarray(v, dtype=float) for v in value)
+            n = None
+        colour = label_colour(label, i)
+        clean_part = str(label).endswith("(clean)")
+        style = "--" if clean_part else LINESTYLES[seen.get(colour, 0) % len(LINESTYLES)]
+        if not clean_part:
+            seen[colour] = seen.get(colour, 0) + 1
+        ax.plot(x, d, color=colour, ls=style, lw=1.8, label=f"{label}" + (f" (n={n})" if n is not None else ""))
+        if fill and not clean_part:
+            ax.fill_between(x, d, color=colour, alpha=0.12, lw=0)
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("density")
+    ax.set_ylim(bottom=0)
+    if title:
+        ax.set_title(title)
+    ax.legend(loc="best", fontsize=8)
+    return ax
+
+
+def plot_sigma_vs_truth(sigma, true_rate, result: Optional[dict] = None, ax: plt.Axes | None = None, *,
+                        label: str = "classes", colour: str | None = None, highlight_top_k: bool = True,
+                        xlabel: str = "true class corruption rate", ylabel: str = r"learned $\sigma_c$",
+                        title: str | None = None) -> plt.Axes:
+    """Learned sigma against the true per-class corruption rate, one point per class.
+
+    ``result``: :func:`csu_lib.analysis.sigma_stats.sigma_vs_truth` of the same numbers (computed here when
+    None); the legend gives Spearman rho with its bootstrap CI and, when there, precision@k
+    (the top-k sigma classes are ringed).
+    """
+    sigma = np.asarray(sigma, dtype=float).ravel()
+    true_rate = np.asarray(true_rate, dtype=float).ravel()
+    if result is None:
+        result = rank_agreement(sigma, true_rate)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.6, 3.6))
+    colour = colour or label_colour(label)
+    text = (f"{label}: Spearman $\\rho$ = {result['rho']:.2f} "
+            f"[{result['ci_lo']:.2f}, {result['ci_hi']:.2f}] ({100 * result.get('level', 0.95):.0f}% CI)")
+    if result.get("k") and np.isfinite(result.get("precision_at_k", np.nan)):
+        text += f", P@{result['k']} = {result['precision_at_k']:.2f}"
+    ax.scatter(true_rate, sigma, s=22, color=colour, alpha=0.8, lw=0, label=text)
+    if highlight_top_k and result.get("k"):
+        keep = np.isfinite(sigma) & np.isfinite(true_rate)
+        idx = np.flatnonzero(keep)[top_k(sigma[keep], int(result["k"]))]
+        ax.scatter(true_rate[idx], sigma[idx], s=70, facecolors="none", edgecolors="k", lw=0.9,
+                   label=f"top-{result['k']} $\\sigma$")
+    return finish(ax, xlabel, ylabel, title, legend_size=7)

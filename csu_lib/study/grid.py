@@ -1,0 +1,138 @@
+"""Study grids: the run configurations of a study, from Python (:func:`grid`), from a YAML study
+file (:func:`load_study`, ``csu sweep``) or for a method comparison
+(:func:`comparison_configs`, :func:`mask_sweep_configs`).
+
+Each run lives in ``<runs_dir>/<run_id>`` (:func:`run_dir_for`), where the run id contains the
+hash of its configuration, so a run is trained once whichever study asks for it.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping, Optional, Sequence
+
+import yaml
+
+from ..config import MethodConfig, RunConfig, parse_condition, parse_method_spec
+from ..core.errors import ConfigError, CsuError
+from .profiles import get_profile, run_config
+
+
+def run_dir_for(config: RunConfig, runs_dir: str | os.PathLike) -> Path:
+    """``<runs_dir>/<run_id>``: where a study keeps a run."""
+    return Path(runs_dir) / config.run_id
+
+
+def grid(profile: str, *, conditions: Sequence[str] = ("none",), losses: Sequence[str] = ("bce", "csu"),
+         models: Sequence[str] = ("small_cnn",), seeds: Optional[Sequence[int]] = None, epochs: Optional[int] = None,
+         device: str = "auto", corruption: Optional[dict] = None, methods: Sequence[str] = ("none",)) -> list[RunConfig]:
+    """The run configurations of a study: every condition x model x method x loss x seed.
+
+    ``conditions``: ``"none"`` or ``"KIND:RATIO"`` (see :func:`parse_condition`); ``corruption``:
+    extra CorruptionConfig fields for the corrupted conditions (e.g. ``{"profile":
+    "concentrated", "k_classes": 5}``); ``seeds=None``: the profile's seeds.
+    """
+    for name, values in (("conditions", conditions), ("losses", losses), ("models", models), ("methods", methods)):
+        if isinstance(values, str) or not list(values):
+            raise ConfigError(f"{name} must be a non-empty list, got {values!r}")
+    seed_list = list(seeds) if seeds is not None else list(get_profile(profile).seeds)
+    configs = []
+    for cond in conditions:
+        parsed = parse_condition(cond)
+        if parsed["kind"] != "none":
+            parsed.update(corruption or {})
+        for model in models:
+            for method in methods:
+                for loss in losses:
+                    for seed in seed_list:
+                        cfg = run_config(profile, loss=loss, model=model, seed=int(seed), epochs=epochs,
+                                         device=device, corruption=parsed)
+                        if method != "none":
+                            cfg = cfg.replace(method=MethodConfig(name=method))
+                        configs.append(cfg)
+    return configs
+
+
+#: The keys a study file may hold (see :func:`load_study`).
+STUDY_KEYS = ("name", "profile", "conditions", "losses", "models", "methods", "seeds", "epochs", "device",
+              "corruption")
+
+
+def load_study(path: str | os.PathLike) -> tuple[str, list[RunConfig]]:
+    """A study file (YAML) -> (study name, its run configurations).
+
+    Keys (all optional but ``profile``): ``name`` (default: the file's stem), ``profile``
+    (smoke | quick | paper), ``conditions`` (``none`` / ``KIND:RATIO``), ``losses``, ``models``,
+    ``methods``, ``seeds`` (default: the profile's), ``epochs``, ``device``, ``corruption``
+    (extra CorruptionConfig fields for the corrupted conditions). The grid is every condition x
+    model x method x loss x seed (:func:`grid`). An unknown key or value stops with an error
+    naming it and the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CsuError(f"study file {path} not found")
+    try:
+        spec = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{path}: a study is a mapping of {', '.join(STUDY_KEYS)}")
+    unknown = sorted(set(spec) - set(STUDY_KEYS))
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {unknown}; valid keys: {', '.join(STUDY_KEYS)}")
+    if "profile" not in spec:
+        raise ConfigError(f"{path}: 'profile' is required (smoke | quick | paper)")
+    kwargs = {k: spec[k] for k in ("conditions", "losses", "models", "methods", "seeds", "epochs", "device",
+                                   "corruption") if k in spec}
+    try:
+        configs = grid(spec["profile"], **kwargs)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    return str(spec.get("name") or path.stem), configs
+
+
+def comparison_configs(profile: str, condition: str, methods: Sequence[str], seeds: Sequence[int], *,
+                       method_options: Optional[Mapping[str, Any]] = None,
+                       **run_config_kwargs) -> dict[str, list[RunConfig]]:
+    """``{method spec: [one RunConfig per seed]}`` on one corruption ``condition`` (e.g.
+    ``"san:0.5"``). ``method_options``: MethodConfig field overrides for every method (e.g.
+    ``{"mask_percent": 2}``); other keywords go to :func:`csu_lib.study.run_config`."""
+    corruption = parse_condition(condition)
+    if "name" in dict(method_options or {}):
+        raise ConfigError("method_options cannot set 'name'; name the method in methods ('<loss>+<method>')")
+    if not list(methods):
+        raise ConfigError("methods must name at least one method, e.g. ['bce', 'csu+mixup_or']")
+    if not list(seeds):
+        raise ConfigError("seeds must hold at least one seed")
+    out: dict[str, list] = {}
+    for spec in methods:
+        loss, name = parse_method_spec(spec)
+        out[str(spec)] = [run_config(profile, loss=loss, seed=int(seed), corruption=corruption, **run_config_kwargs)
+                          .replace(method=MethodConfig(name=name, **dict(method_options or {})))
+                          for seed in seeds]
+    return out
+
+
+def mask_sweep_configs(profile: str, condition: str, percents: Sequence[float], seeds: Sequence[int], *,
+                       loss: str = "bce", method_options: Optional[Mapping[str, Any]] = None,
+                       **run_config_kwargs) -> dict[float, list[RunConfig]]:
+    """``{percent: [RunConfig per seed]}`` for Fonseca's performance-vs-%-discarded sweep of
+    ``teacher_mask``; 0 % is the plain ``loss`` run (no teacher), the sweep's reference point."""
+    options = {k: v for k, v in dict(method_options or {}).items() if k != "mask_percent"}
+    out: dict[float, list] = {}
+    for p in sorted({0.0, *(float(p) for p in percents)}):
+        spec = loss if p == 0 else f"{loss}+teacher_mask"
+        opts = {} if p == 0 else {**options, "mask_percent": p}
+        out[p] = comparison_configs(profile, condition, [spec], seeds, method_options=opts,
+                                    **run_config_kwargs)[spec]
+    return out
+
+
+def unique_configs(*groups: Mapping[Any, Sequence[RunConfig]]) -> list[RunConfig]:
+    """The configs of all groups, each run id once, in first-seen order."""
+    seen: dict[str, Any] = {}
+    for group in groups:
+        for configs in group.values():
+            for c in configs:
+                seen.setdefault(c.run_id, c)
+    return list(seen.values())

@@ -1,0 +1,83 @@
+"""The local engine: every run of a sweep trained one after another (or up to ``vectorise`` at
+once) in this process. Complete runs are skipped, incomplete ones resumed, so a study
+interrupted at any point finishes when the same call is made again.
+"""
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from typing import Iterable, Optional
+
+from ..config import RunConfig
+from ..records import RunRecord, is_complete, load_run
+from ..training import DataCache, plan, plan_groups, train_group, train_run
+from .grid import run_dir_for
+
+
+def run_all(configs: Iterable[RunConfig], runs_dir: str | os.PathLike, *,
+            data_dir: Optional[str | os.PathLike] = None, cache_dir: Optional[str | os.PathLike] = None,
+            progress: bool = True, vectorise: int = 1) -> list[RunRecord]:
+    """Train every config not yet complete (sequentially) and return all records in order.
+
+    The runs they depend on (teachers) are trained first (:func:`csu_lib.training.plan`). Runs
+    that share the same data and corruption reuse one prepared dataset (features are read once,
+    :class:`~csu_lib.training.DataCache`). ``vectorise`` > 1 trains up to that many compatible
+    runs at once (seeds and corruption settings of one backbone;
+    :func:`csu_lib.training.train_group`, for a GPU).
+    """
+    configs = list(configs)
+    data_for = DataCache(data_dir=data_dir, cache_dir=cache_dir, progress=progress)
+    todo = [c for c in plan(configs, runs_dir) if not is_complete(run_dir_for(c, runs_dir))]
+    if progress:
+        study_ids = {c.run_id for c in configs}
+        extra = sum(c.run_id not in study_ids for c in todo)
+        n_complete = sum(is_complete(run_dir_for(c, runs_dir)) for c in configs)
+        note = f" (+{extra} teacher run(s) they need)" if extra else ""
+        print(f"{len(configs)} runs: {n_complete} complete, {len(todo) - extra} to train{note}", flush=True)
+
+    done = 0
+    for group in plan_groups(todo, vectorise):
+        t0 = time.perf_counter()
+        dirs = [run_dir_for(c, runs_dir) for c in group]
+        if len(group) == 1:
+            group_records = [train_run(group[0], dirs[0], data=data_for(group[0]), progress=progress)]
+        else:
+            group_records = train_group(group, dirs, data=[data_for(c) for c in group], progress=progress)
+        seconds = time.perf_counter() - t0
+        for config, rd, record in zip(group, dirs, group_records):
+            done += 1
+            if progress:
+                together = f" ({len(group)} vectorised)" if len(group) > 1 else ""
+                print(f"[{done}/{len(todo)}] {rd.name} ({config.corruption.label}): test mAP "
+                      f"{record.final_metrics['test']['mAP']:.4f} in {seconds:.0f} s{together}", flush=True)
+    return [load_run(run_dir_for(c, runs_dir)) for c in configs]
+
+
+@dataclass
+class SweepResult:
+    """What a sweep did: the records of every complete run (in study order), the run ids
+    trained now, the ids skipped as already complete, and ``(run_id, error)`` per failed run."""
+
+    records: list[RunRecord]
+    trained: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    failures: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures
+
+
+def run_local(configs: Iterable[RunConfig], runs_dir: str | os.PathLike, *,
+              data_dir: Optional[str | os.PathLike] = None, cache_dir: Optional[str | os.PathLike] = None,
+              progress: bool = True, vectorise: int = 1) -> SweepResult:
+    """The local engine as a sweep: :func:`run_all` (sequential, in this process; up to
+    ``vectorise`` compatible runs at once). A failing run stops the sweep with its exception, as
+    ``run_all`` does."""
+    configs = list(configs)
+    skipped = [c.run_id for c in configs if is_complete(run_dir_for(c, runs_dir))]
+    records = run_all(configs, runs_dir, data_dir=data_dir, cache_dir=cache_dir, progress=progress,
+                      vectorise=vectorise)
+    trained = [c.run_id for c in configs if c.run_id not in set(skipped)]
+    return SweepResult(records=records, trained=trained, skipped=skipped)

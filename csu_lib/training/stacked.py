@@ -1,0 +1,216 @@
+"""The vectorised backend: many small runs of one backbone trained at once as one stacked model,
+so that one forward and backward serve them all (:func:`csu_lib.training.groups.train_group`).
+
+Why: a small backbone leaves a GPU mostly idle (its step time is kernel launches and Python, not
+arithmetic), so N stacked runs should cost little more than one there. On a CPU the arithmetic
+is already the limit and stacking is *slower* than one run after another (about 2x on a 2-core
+CPU); ``bench/vectorised_runs.py`` measures both side by side on either device.
+
+How (:class:`StackedRuns`, driven by the epoch engine through :class:`Stacked`):
+
+- Run i's model is built exactly as a one-process run builds it (``torch.manual_seed(seed_i)``,
+  then the backbone: :func:`csu_lib.training.setup.init_model`), so it starts from the weights
+  its sequential run starts from. Parameters and buffers are stacked
+  (``torch.func.stack_module_state``) and one skeleton module is called under ``torch.func.vmap``
+  with ``functional_call``; BatchNorm running statistics are updated per run.
+- Every run keeps its own batch order, its own training labels (its corruption), its method's
+  targets and loss mask, and its own learned reliability. The per-run losses are summed before
+  ``backward``, so each model receives the gradient of its own loss.
+- One Adam/AdamW over the stacked tensors is N independent optimisers (the update is
+  element-wise and the step count is shared); the reliability is projected per run.
+- Dropout masks are drawn independently per run (``randomness="different"``) from one global RNG
+  seeded from the group's run ids (:func:`group_seed`). The runs are therefore the same *in
+  distribution* as sequential runs, not bit-identical to them; with dropout 0 they follow the
+  sequential runs to float round-off (tested).
+- The stacked convolutions do not use channels_last.
+"""
+from __future__ import annotations
+
+import copy
+from typing import Optional, Sequence
+
+import numpy as np
+import torch
+from torch.func import functional_call, stack_module_state, vmap
+
+from .. import metrics as M
+from ..config import TrainConfig
+from ..features import FeatureLoader
+from ..losses import build_loss, reliability
+from ..models import build_model
+from .engine import Backend, RunState
+from .setup import init_model, make_optimizer, seed_group
+
+
+class StackedRuns:
+    """N models (and their losses) of one architecture as stacked tensors, with one optimiser.
+
+    ``models`` and ``losses`` are built as train_run builds them; they are copied, not kept.
+    :meth:`step` trains all N on their own batches; :meth:`scores` evaluates all N on one batch.
+    """
+
+    def __init__(self, models: Sequence[torch.nn.Module], losses: Sequence[torch.nn.Module], train: TrainConfig,
+                 loss_lr: Optional[float] = None):
+        self.n = len(models)
+        self.state_names = list(models[0].state_dict().keys())
+        self.params, self.buffers = stack_module_state(list(models))
+        self.skeleton = copy.deepcopy(models[0]).to("meta")
+        self.loss_skeleton = copy.deepcopy(losses[0]).to("meta")
+        #: the learned reliability of the losses (its methods act on the stacked copies), or None
+        self.reliability = reliability(losses[0])
+        self.loss_params, _ = stack_module_state(list(losses)) if list(losses[0].parameters()) else ({}, {})
+        self.optimizer = make_optimizer(train, self.params.values(), self.reliability, reliability_lr=loss_lr,
+                                        reliability_params=self.loss_params)
+        self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]
+
+        def one(params, buffers, loss_params, x, y, m):
+            logits = functional_call(self.skeleton, (params, buffers), (x,))
+            return functional_call(self.loss_skeleton, loss_params, (logits.float(), y, m))
+
+        def forward(params, buffers, x):
+            return functional_call(self.skeleton, (params, buffers), (x,))
+
+        self._one, self._forward = one, forward
+
+    # -- training ---------------------------------------------------------------------------
+    def step(self, x: torch.Tensor, y: torch.Tensor, mask: Optional[torch.Tensor], *, lr_scale: float = 1.0,
+             amp: bool = False) -> torch.Tensor:
+        """One optimiser step of every run on its own batch: ``x`` (N, B, ...), ``y`` and ``mask``
+        (N, B, C). Returns the N losses (detached, on the device)."""
+        self.skeleton.train()
+        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
+            group["lr"] = base * lr_scale
+        dims = (0, 0, 0 if self.loss_params else None, 0, 0, None if mask is None else 0)
+        with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=amp and x.device.type == "cuda"):
+            losses = vmap(self._one, in_dims=dims, randomness="different")(
+                self.params, self.buffers, self.loss_params, x, y, mask)
+        self.optimizer.zero_grad(set_to_none=True)
+        losses.sum().backward()  # each model's gradient is that of its own loss
+        self.optimizer.step()
+        if self.reliability is not None:
+            self.reliability.project_(self.loss_params)
+        return losses.detach()
+
+    def log_sigma2(self) -> Optional[torch.Tensor]:
+        """The stacked learned ``log sigma^2`` (N, C), or None for a loss that learns none."""
+        return None if self.reliability is None else self.reliability.log_sigma2(self.loss_params)
+
+    @torch.no_grad()
+    def scores(self, x: torch.Tensor, *, amp: bool = False) -> torch.Tensor:
+        """Sigmoid scores (N, B, C) of every run on the same batch ``x`` (B, ...), eval mode."""
+        self.skeleton.eval()
+        with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=amp and x.device.type == "cuda"):
+            logits = vmap(self._forward, in_dims=(0, 0, None))(self.params, self.buffers, x)
+        return torch.sigmoid(logits.float())
+
+    # -- per-run states (train_run's checkpoint format) ---------------------------------------
+    def model_state(self, i: int) -> dict[str, torch.Tensor]:
+        """Run i's ``model.state_dict()`` (CPU copies)."""
+        src = {**self.params, **self.buffers}
+        return {k: src[k][i].detach().cpu().clone() for k in self.state_names}
+
+    def loss_state(self, i: int) -> dict[str, torch.Tensor]:
+        return {k: v[i].detach().cpu().clone() for k, v in self.loss_params.items()}
+
+    def optimizer_state(self, i: int) -> dict:
+        """Run i's optimiser ``state_dict()`` as train_run's optimiser of one run would have it."""
+        sd = self.optimizer.state_dict()
+        state = {idx: {k: (v[i].detach().cpu().clone() if torch.is_tensor(v) and v.dim() > 0 else
+                           (v.clone() if torch.is_tensor(v) else v)) for k, v in entry.items()}
+                 for idx, entry in sd["state"].items()}
+        return {"state": state, "param_groups": copy.deepcopy(sd["param_groups"])}
+
+    @torch.no_grad()
+    def load_run_states(self, k: int, model: dict, loss: dict) -> None:
+        """Copy run k's model and loss state dicts (a train_run checkpoint) into the stacked tensors."""
+        src = {**self.params, **self.buffers}
+        for name in self.state_names:
+            src[name][k].copy_(model[name])
+        for name, value in loss.items():
+            self.loss_params[name][k].copy_(value)
+
+    def load_optimizer_states(self, states: Sequence[dict]) -> None:
+        """Stack per-run optimiser states (train_run checkpoints) into the group's optimiser."""
+        first = states[0]
+        stacked = {}
+        for idx, entry in first["state"].items():
+            stacked[idx] = {k: (torch.stack([s["state"][idx][k] for s in states]) if torch.is_tensor(v) and v.dim() > 0
+                                else v) for k, v in entry.items()}
+        self.optimizer.load_state_dict({"state": stacked, "param_groups": first["param_groups"]})
+
+
+class Stacked(Backend):
+    """The runs of one vectorised group (:func:`csu_lib.training.groups.check_group`) as one
+    :class:`StackedRuns`; every run's record says ``"vectorised": {"size": N, "group": [ids]}``."""
+
+    def __init__(self, states: Sequence[RunState], device: torch.device, feats: FeatureLoader):
+        configs = [s.config for s in states]
+        tc = configs[0].train
+        self.n_classes = states[0].data.manifest.n_classes
+        self.device, self.feats, self.n = device, feats, len(states)
+        models, losses = [], []
+        for c in configs:
+            models.append(init_model(c, self.n_classes).to(device))
+            losses.append(build_loss(c.loss, self.n_classes).to(device))
+        self.stack = StackedRuns(models, losses, tc, configs[0].loss.csu_lr)
+        self.learns_sigma = self.stack.reliability is not None
+        self.amp = tc.amp and device.type == "cuda"
+        self.eval_batch_size = tc.eval_batch_size
+        self.targets = torch.stack([s.targets for s in states])  # (N, n_train, C)
+        self.mask = None if states[0].mask is None else torch.stack([s.mask for s in states])
+        ids = [c.run_id for c in configs]
+        self.info = {"size": self.n, "group": ids}
+        for s in states:
+            s.extra["vectorised"] = self.info
+        seed_group(ids, device)  # the group's dropout stream (replaced when resuming)
+
+    def describe(self, states: Sequence[RunState]) -> str:
+        c = states[0].config
+        return f"{self.n} runs vectorised: {c.loss.name}/{c.model.name}"
+
+    def restore(self, ckpts: Sequence[dict], states: Sequence[RunState]) -> None:
+        for k, ck in enumerate(ckpts):
+            self.stack.load_run_states(k, ck["model"], ck["loss"])
+        self.stack.load_optimizer_states([ck["optimizer"] for ck in ckpts])
+        torch.set_rng_state(ckpts[0]["torch_rng"])
+        if self.device.type == "cuda" and ckpts[0].get("cuda_rng") is not None:
+            torch.cuda.set_rng_state(ckpts[0]["cuda_rng"], self.device)
+
+    def step(self, states: Sequence[RunState], rows: Sequence[np.ndarray], gens: Sequence[torch.Generator],
+             lr_scale: float) -> torch.Tensor:
+        train_idx = states[0].data.train_idx
+        local = torch.as_tensor(np.stack(rows), device=self.device)[..., None].expand(-1, -1, self.n_classes)
+        x = torch.stack([self.feats(train_idx[r]) for r in rows])
+        y = torch.gather(self.targets, 1, local)
+        m = None if self.mask is None else torch.gather(self.mask, 1, local)
+        return self.stack.step(x, y, m, lr_scale=lr_scale, amp=self.amp)
+
+    def log_sigma2(self) -> torch.Tensor:
+        return self.stack.log_sigma2()
+
+    def validate(self, states: Sequence[RunState]) -> list[Optional[dict]]:
+        data = states[0].data
+        val_rows, bs = data.val_idx, self.eval_batch_size
+        scores = np.concatenate([self.stack.scores(self.feats(val_rows[s:s + bs]), amp=self.amp).cpu().numpy()
+                                 for s in range(0, len(val_rows), bs)], axis=1)
+        labels = data.manifest.labels[val_rows]
+        return [None if state.stopped else M.evaluate(scores[k], labels) for k, state in enumerate(states)]
+
+    def model_state(self, k: int) -> dict:
+        return self.stack.model_state(k)
+
+    def loss_state(self, k: int) -> dict:
+        return self.stack.loss_state(k)
+
+    def optimizer_state(self, k: int) -> dict:
+        return self.stack.optimizer_state(k)
+
+    def final_model(self, k: int, state: RunState) -> tuple[torch.nn.Module, torch.nn.Module]:
+        c = state.config
+        model = build_model(c.model, self.n_classes, c.frontend.n_mels).to(self.device)
+        if c.train.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        return model, build_loss(c.loss, self.n_classes).to(self.device)
+
+    def record_extra(self) -> tuple[dict, dict]:
+        return {"vectorised": self.info}, {"vectorised": self.info}

@@ -1,0 +1,289 @@
+"""The layout of csu_lib, checked by reading its source (no import of the modules under test).
+
+- Layers: every import of every module (module-level and inside functions) goes to the same layer
+  or a lower one, in the order written ONCE in the package docstring (``csu_lib/__init__.py``);
+  no import cycle between modules; imports of csu_lib at module level only, and third-party
+  imports inside functions only for the optional heavy dependencies.
+- Size: no module over 400 lines.
+- Ownership: nothing outside ``losses.py`` inspects a loss for its learned ``s`` (or its clamp);
+  nothing outside ``records/`` names a file of a run directory; one epoch loop: early stopping,
+  batch order and seeds, and the optimiser's construction each live in exactly one module.
+"""
+from __future__ import annotations
+
+import ast
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "csu_lib"
+MAX_LINES = 400
+#: Third-party modules that may be imported inside a function (optional extras, heavy to import).
+OPTIONAL_IMPORTS = {"ray", "h5py", "plotly", "ipywidgets", "IPython", "papermill"}
+
+
+def module_name(path: Path) -> str:
+    rel = path.relative_to(ROOT).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def sources() -> dict[str, tuple[Path, str]]:
+    """{module name: (path, source)} of every module of csu_lib."""
+    return {module_name(p): (p, p.read_text()) for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def parse_layers(docstring: str) -> list[tuple[str, list[str]]]:
+    """``[(layer, [module prefixes])]`` from the indented block of the package docstring."""
+    layers = []
+    for line in docstring.splitlines():
+        m = re.fullmatch(r"\s{4}(\w+)\s+((?:csu_lib[\w.]*\s*)+)", line)
+        if m:
+            layers.append((m.group(1), m.group(2).split()))
+    return layers
+
+
+def layer_of(module: str, layers: list[tuple[str, list[str]]]) -> int | None:
+    """Index of the layer a module belongs to (longest matching prefix), None if none."""
+    best, best_len = None, -1
+    for i, (_, prefixes) in enumerate(layers):
+        for prefix in prefixes:
+            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > best_len:
+                best, best_len = i, len(prefix)
+    return best
+
+
+def resolve(module: str, is_package: bool, node: ast.ImportFrom) -> str:
+    """The absolute module of a (possibly relative) ``from ... import``."""
+    if node.level == 0:
+        return node.module or ""
+    base = module.split(".") if is_package else module.split(".")[:-1]
+    base = base[: len(base) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def imports(module: str, path: Path, source: str, known: set[str]) -> list[tuple[str, int, bool]]:
+    """``[(imported module, line, at module level)]``; ``from pkg import sub`` also yields
+    ``pkg.sub`` when that is a module of ``known``."""
+    tree = ast.parse(source)
+    top = {id(n) for n in tree.body}
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                out.append((alias.name, node.lineno, id(node) in top))
+        elif isinstance(node, ast.ImportFrom):
+            target = resolve(module, path.name == "__init__.py", node)
+            out.append((target, node.lineno, id(node) in top))
+            for alias in node.names:
+                if f"{target}.{alias.name}" in known:
+                    out.append((f"{target}.{alias.name}", node.lineno, id(node) in top))
+    return out
+
+
+def _is_ancestor(target: str, module: str) -> bool:
+    return module.startswith(target + ".")
+
+
+def violations(mods: dict[str, tuple[Path, str]], layers: list[tuple[str, list[str]]]) -> list[str]:
+    """Every import that goes up the layer order, every csu_lib module outside the layers, and
+    every function-level import that is not an optional heavy dependency."""
+    known = set(mods)
+    out = []
+    for module, (path, source) in mods.items():
+        if module == "csu_lib":  # the package assembly point: imports the registering packages
+            continue
+        here = layer_of(module, layers)
+        if here is None:
+            out.append(f"{module} belongs to no layer of the package docstring")
+            continue
+        for target, line, top_level in imports(module, path, source, known):
+            if _is_ancestor(target, module):  # ``from . import x``: the parent package is always imported first
+                continue
+            if target.split(".")[0] != "csu_lib":
+                if not top_level and target.split(".")[0] not in OPTIONAL_IMPORTS:
+                    out.append(f"{module}:{line} imports {target} inside a function")
+                continue
+            if not top_level:
+                out.append(f"{module}:{line} imports {target} inside a function")
+            there = layer_of(target, layers)
+            if target == "csu_lib" or there is None or there > here:
+                out.append(f"{module}:{line} imports {target} (layer "
+                           f"{layers[there][0] if there is not None else '?'}) from layer {layers[here][0]}")
+    return out
+
+
+def cycles(mods: dict[str, tuple[Path, str]]) -> list[list[str]]:
+    """Import cycles between csu_lib modules (module-level imports)."""
+    known = set(mods)
+    graph = {m: sorted({t for t, _, top in imports(m, p, s, known)
+                        if top and t in known and t != m and not _is_ancestor(t, m)}) for m, (p, s) in mods.items()}
+    found, state, stack = [], {}, []
+
+    def visit(m: str) -> None:
+        state[m] = 1
+        stack.append(m)
+        for t in graph[m]:
+            if state.get(t) == 1:
+                found.append(stack[stack.index(t):] + [t])
+            elif t not in state:
+                visit(t)
+        stack.pop()
+        state[m] = 2
+
+    for m in graph:
+        if m not in state:
+            visit(m)
+    return found
+
+
+LAYERS = parse_layers(ast.get_docstring(ast.parse((PACKAGE / "__init__.py").read_text())))
+MODULES = sources()
+
+
+def test_the_docstring_lists_the_layers_once():
+    names = [name for name, _ in LAYERS]
+    assert names[:3] == ["core", "config", "data"] and "training" in names and "plots" in names
+    assert len(names) == len(set(names))
+    prefixes = [p for _, ps in LAYERS for p in ps]
+    assert len(prefixes) == len(set(prefixes))
+
+
+def test_no_upward_import_and_no_function_level_import():
+    assert violations(MODULES, LAYERS) == []
+
+
+def test_no_import_cycle():
+    assert cycles(MODULES) == []
+
+
+def test_the_checks_catch_an_upward_import_and_a_cycle():
+    """The checker itself: a plotting import added to the loss module is reported, and so is a
+    cycle made by a config module importing models."""
+    path, source = MODULES["csu_lib.losses"]
+    bad = {**MODULES, "csu_lib.losses": (path, source + "\nfrom .plots import PALETTE\n")}
+    assert any("csu_lib.losses" in v and "csu_lib.plots" in v for v in violations(bad, LAYERS))
+    path, source = MODULES["csu_lib.config.run"]
+    inside = source + "\n\ndef _f():\n    from ..models import MODELS\n    return MODELS\n"
+    reported = violations({**MODULES, "csu_lib.config.run": (path, inside)}, LAYERS)
+    assert any("inside a function" in v for v in reported) and any("layer models" in v for v in reported)
+    looped = {**MODULES, "csu_lib.config.run": (path, source + "\nfrom ..models import registry\n")}
+    assert cycles(looped)
+
+
+@pytest.mark.parametrize("module", sorted(MODULES))
+def test_no_module_over_400_lines(module):
+    path, source = MODULES[module]
+    assert len(source.splitlines()) <= MAX_LINES, f"{path} has {len(source.splitlines())} lines"
+
+
+def _code_nodes(source: str):
+    """The AST nodes of a module outside its docstrings."""
+    tree = ast.parse(source)
+    docstrings = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = getattr(node, "body", [])
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                docstrings.add(id(body[0].value))
+    return [n for n in ast.walk(tree) if id(n) not in docstrings]
+
+
+def test_nothing_outside_losses_inspects_a_loss_for_its_learned_s():
+    offenders = []
+    for module, (path, source) in MODULES.items():
+        if module == "csu_lib.losses":
+            continue
+        nodes = _code_nodes(source)
+        called = {id(n.func) for n in nodes if isinstance(n, ast.Call)}  # tensor.clamp(...) is a method call
+        for node in nodes:
+            if isinstance(node, ast.Attribute) and (node.attr == "s" or
+                                                    node.attr == "clamp" and id(node) not in called):
+                offenders.append(f"{module}:{node.lineno} .{node.attr}")
+            if isinstance(node, ast.Name) and node.id == "CSULoss" or \
+                    isinstance(node, ast.alias) and node.name == "CSULoss":  # use losses.reliability(loss)
+                offenders.append(f"{module}: CSULoss")
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "isinstance" and \
+                    "Reliability" in ast.unparse(node.args[1]):
+                offenders.append(f"{module}:{node.lineno} isinstance(..., {ast.unparse(node.args[1])})")
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and \
+                    node.func.id in ("hasattr", "getattr") and len(node.args) > 1 and \
+                    isinstance(node.args[1], ast.Constant) and node.args[1].value in ("s", "clamp", "scale"):
+                offenders.append(f"{module}:{node.lineno} {node.func.id}(..., {node.args[1].value!r})")
+    assert offenders == []
+
+
+def _run_file_names() -> set[str]:
+    tree = ast.parse(MODULES["csu_lib.records.layout"][1])
+    names = set()
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+            names.add(node.value.value)
+    return names
+
+
+def test_nothing_outside_records_names_a_run_file():
+    names = _run_file_names()
+    assert {"record.json", "model.pt", "checkpoint.pt", "log_sigma2.npy", "sigma.npy", "history.json"} <= names
+    pattern = re.compile(r"(scores_|corruption_|teacher_scores).*\.(npy|json)")
+    offenders = []
+    for module, (path, source) in MODULES.items():
+        if module.startswith("csu_lib.records"):
+            continue
+        for node in _code_nodes(source):
+            if isinstance(node, ast.JoinedStr):  # f"scores_{split}.npy" -> "scores_{}.npy"
+                text = "".join(v.value if isinstance(v, ast.Constant) else "{}" for v in node.values)
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                text = node.value
+            else:
+                continue
+            if text in names or pattern.fullmatch(text):
+                offenders.append(f"{module}:{node.lineno} {text!r}")
+    assert offenders == []
+
+
+def _without_docstrings(source: str) -> str:
+    """The module's code without docstrings and comments (an ast round trip; numbers lose their
+    underscores)."""
+    tree = ast.parse(source)
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                node.body = body[1:] or [ast.Pass()]
+    return ast.unparse(tree)
+
+
+@pytest.mark.parametrize("pattern, owner", [
+    (r"early_stopping_patience|bad_epochs \+= 1", "csu_lib.training.engine"),  # early stopping
+    (r"self\.best = \{", "csu_lib.training.engine"),                         # best-weight tracking
+    (r"torch\.randperm|SEED_STRIDE|1000003|manual_seed\(", "csu_lib.training.setup"),  # seeds
+    (r"torch\.optim\.(Adam|AdamW|SGD)\b", "csu_lib.training.setup"),        # optimiser groups
+])
+def test_one_implementation_of_each_training_piece(pattern, owner):
+    """One epoch loop: the stacked, DDP and single-process backends contain no copy of early
+    stopping, best-weight tracking, the seed formulas or the optimiser set-up."""
+    where = [module for module, (_, source) in MODULES.items()
+             if module.startswith("csu_lib.training") and re.search(pattern, _without_docstrings(source))]
+    assert where == [owner]
+
+
+def test_deprecated_module_names_still_work():
+    """``csu_lib.train`` and ``csu_lib.profiles`` keep working with a one-line deprecation path."""
+    import importlib
+    import sys
+
+    import csu_lib.study
+    import csu_lib.training
+
+    for name, new, attrs in (("csu_lib.train", csu_lib.training, ("train_run", "prepare_data")),
+                             ("csu_lib.profiles", csu_lib.study, ("run_config", "get_profile"))):
+        sys.modules.pop(name, None)
+        with pytest.warns(DeprecationWarning, match=name.replace(".", r"\.")):
+            old = importlib.import_module(name)
+        for attr in attrs:
+            assert getattr(old, attr) is getattr(new, attr)

@@ -1,0 +1,45 @@
+"""Run ids are the hash of a run's configuration: a change to a config dataclass (a field, a
+default, the serialisation) would silently orphan every stored run. ``data/run_ids.json`` pins
+the ids of every profile, computed before the library was restructured (issue 12)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from csu_lib.config import MethodConfig
+from csu_lib.study import grid, run_config
+
+PINNED = json.loads((Path(__file__).parent / "data" / "run_ids.json").read_text())
+
+
+def _computed() -> dict[str, str]:
+    out = {}
+    for profile in ("smoke", "quick", "paper"):
+        for loss in ("bce", "csu"):
+            for cond in ("none", "san:0.5", "man:0.25", "sln:0.5", "missing:0.1"):
+                for c in grid(profile, conditions=[cond], losses=[loss], models=["small_cnn", "cnn14", "mobilenetv2"],
+                              seeds=[0, 3]):
+                    out[f"{profile}|{loss}|{cond}|{c.model.name}|{c.train.seed}"] = c.run_id
+        c = run_config(profile, loss="csu", corruption={"kind": "man", "ratio": 0.15, "profile": "concentrated",
+                                                        "k_classes": 10})
+        out[f"{profile}|csu|man:0.15 concentrated"] = c.run_id
+        c = run_config(profile, loss="bce", corruption={"kind": "san", "ratio": 0.5}).replace(
+            method=MethodConfig(name="teacher_mask", mask_percent=10.0))
+        out[f"{profile}|bce+teacher_mask10|san:0.5"] = c.run_id
+        out[f"{profile}|csu|panns32k"] = run_config(profile, loss="csu", frontend="panns32k").run_id
+    return out
+
+
+def test_run_ids_of_every_profile_are_unchanged():
+    computed = _computed()
+    assert len(PINNED) == 189 and set(computed) == set(PINNED)
+    changed = {k: (PINNED[k], computed[k]) for k in PINNED if computed[k] != PINNED[k]}
+    assert changed == {}
+
+
+@pytest.mark.parametrize("key", ["quick|csu|san:0.5|small_cnn|0", "paper|bce|none|cnn14|3"])
+def test_pinned_ids_name_the_run(key):
+    loss, model, seed = key.split("|")[1], key.split("|")[3], key.split("|")[4]
+    assert PINNED[key].startswith(f"{loss}-{model}-s{seed}-")
