@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 
 from csu_lib.config import LossConfig
-from csu_lib.losses import LOSSES, BCELoss, CSULoss, build_loss, elementwise_bce
+from csu_lib.losses import (LOSSES, BCELoss, CSULoss, build_loss, elementwise_bce, learns_reliability, multiplier_of,
+                            reliability, scale_of, sigma_of)
 
 B, C = 24, 7
 SEEDS = [0, 1, 5]
@@ -186,7 +188,7 @@ def test_bce_is_sum_over_classes_not_mean():
     y = torch.zeros(3, 4)
     # BCE(0, 0) = log 2 per element; summed over 4 classes, averaged over 3 clips
     assert math.isclose(float(BCELoss()(z, y)), 4 * math.log(2), rel_tol=1e-6)
-    assert math.isclose(float(_csu(4)(z.double(), y.double())), 4 * math.log(2), rel_tol=1e-6)
+    assert math.isclose(float(_csu(4)(z.double(), y.double()).detach()), 4 * math.log(2), rel_tol=1e-6)
 
 
 def test_elementwise_bce_is_float32_and_matches_torch():
@@ -347,3 +349,41 @@ def test_build_loss_csu_defaults():
     assert loss.clamp == (-5.0, 5.0)
     z, y, _ = _case(9, c=50)
     assert math.isclose(float(loss.double()(z, y)), float(BCELoss()(z, y)), rel_tol=1e-7)
+
+
+# ---------------------------------------------------------------------------------------------
+# The learned-reliability interface and the one definition of sigma and the multiplier
+
+
+def test_reliability_is_found_on_csu_only():
+    assert reliability(build_loss(LossConfig(name="bce"), 4)) is None
+    csu = build_loss(LossConfig(name="csu"), 4)
+    assert reliability(csu) is csu
+    assert learns_reliability(LossConfig(name="csu")) and not learns_reliability(LossConfig(name="bce"))
+
+
+@pytest.mark.parametrize("scale", ["full", "half"])
+def test_sigma_and_multiplier_have_one_definition(scale):
+    """sigma_of / multiplier_of on a stored log sigma^2 (numpy, what the run record holds) equal
+    the live loss's own sigma() and multiplier(), the csu_scale factor included."""
+    s = np.array([-2.0, -0.3, 0.0, 1.5])
+    loss = build_loss(LossConfig(name="csu", csu_scale=scale), 4).double()
+    loss.load_log_sigma2_(s)
+    k = 0.5 if scale == "half" else 1.0
+    np.testing.assert_allclose(sigma_of(s), np.sqrt(np.exp(s)), rtol=1e-12)
+    np.testing.assert_allclose(multiplier_of(s, scale_of(LossConfig(csu_scale=scale))), k / np.exp(s), rtol=1e-12)
+    np.testing.assert_allclose(loss.sigma().numpy(), sigma_of(s), rtol=1e-12)
+    np.testing.assert_allclose(loss.multiplier().numpy(), multiplier_of(s, k), rtol=1e-12)
+
+
+def test_interface_acts_on_stacked_copies():
+    """A vectorised group holds the s of N runs as one (N, C) tensor; the interface reads,
+    groups and projects it without the caller knowing the parameter's name."""
+    loss = CSULoss(3, clamp=(-1.0, 1.0))
+    stacked = {"s": torch.tensor([[-3.0, 0.5, 2.0], [0.0, -0.25, 9.0]])}
+    assert reliability(loss).log_sigma2(stacked).shape == (2, 3)
+    group = reliability(loss).optimizer_group(0.01, stacked)
+    assert group["params"][0] is stacked["s"] and group["weight_decay"] == 0.0 and group["lr"] == 0.01
+    reliability(loss).project_(stacked)
+    assert stacked["s"].tolist() == [[-1.0, 0.5, 1.0], [0.0, -0.25, 1.0]]
+    assert loss.s.tolist() == [0.0, 0.0, 0.0]  # the module's own s is untouched

@@ -372,3 +372,19 @@ def test_plot_geometry_summary():
     assert axes[0].patches[0].get_height() == pytest.approx(2.5)  # bce, san: mean of 2 and 3
     assert len(axes[0].lines) > 0  # error bars (two runs)
     assert [t.get_text() for t in axes[0].get_xticklabels()] == ["san 50%", "man 50%"]
+
+
+def test_half_scale_multiplier_is_the_losses_own(tmp_path):
+    """With csu_scale="half" the multiplier is 1/(2 sigma^2) everywhere it is read -- the record,
+    the trajectories and the sigma table -- as the loss applies it (independent formula here)."""
+    rec = _record(tmp_path / "half", final=[1, 4, 9])
+    rec = RunRecord(**{**rec.__dict__, "config": rec.config.replace(loss=LossConfig(name="csu", csu_scale="half"))})
+    s_final = np.log([1.0, 4.0, 9.0])
+    np.testing.assert_allclose(rec.multiplier[-1], 0.5 * np.exp(-s_final), rtol=1e-6)
+    _, traj = S.class_trajectories(rec, np.array([1.0]))
+    np.testing.assert_allclose(traj[0], [0.5, 0.125, 0.5 / 9], rtol=1e-6)
+    table = S.sigma_table([rec])
+    np.testing.assert_allclose(table["multiplier"], 0.5 / table["sigma"] ** 2, rtol=1e-6)
+    loss = CSULoss(3, scale="half")
+    loss.load_log_sigma2_(rec.log_sigma2[-1])
+    np.testing.assert_allclose(loss.multiplier().numpy(), rec.multiplier[-1], rtol=1e-6)
