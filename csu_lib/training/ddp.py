@@ -66,8 +66,8 @@ def maybe_sync_batchnorm(model: nn.Module, ctx: DistContext) -> nn.Module:
     return model
 
 
-def rank_batch(batch: np.ndarray, ctx: DistContext, feats, train_idx: np.ndarray,
-                targets: torch.Tensor, mask: Optional[torch.Tensor], method, generator: torch.Generator):
+def rank_batch(batch: np.ndarray, ctx: DistContext, feats, train_idx: np.ndarray, targets: torch.Tensor,
+               mask: Optional[torch.Tensor], method: Method, generator: torch.Generator):
     """This rank's share of one global batch: ``(x, y, mask, loss weight)``.
 
     A method that transforms batches (mixup, PSL chunks) sees the whole global batch, exactly as
@@ -81,7 +81,7 @@ def rank_batch(batch: np.ndarray, ctx: DistContext, feats, train_idx: np.ndarray
     weight = share_weight(len(share), n, ctx.world_size)
     lo, hi = (int(share[0]), int(share[-1]) + 1) if len(share) else (0, 1)
     device = targets.device
-    if type(method).transform_batch is Method.transform_batch:  # identity: no need for the whole batch
+    if not method.transforms_batches:  # the identity: no need for the whole batch
         rows = batch[lo:hi]
         rows_t = torch.as_tensor(rows, device=device)
         return feats(train_idx[rows]), targets[rows_t], None if mask is None else mask[rows_t], weight
