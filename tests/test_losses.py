@@ -294,7 +294,7 @@ def test_total_loss_can_be_negative():
     bce = _bce64(z, y)
     assert float(bce.max()) < 1e-5
     loss = _csu(3, torch.full((3,), -5.0))
-    value = float(loss(z, y))
+    value = float(loss(z, y).detach())
     assert value < 0
     # (float32 BCE of a confident logit is only good to ~6e-8 absolute; exp(5) ~ 148 amplifies it)
     assert math.isclose(value, float(_manual_csu(z, y, torch.full((3,), -5.0, dtype=torch.float64))),
@@ -304,11 +304,11 @@ def test_total_loss_can_be_negative():
     z5 = (2 * y - 1) * 5.0
     s_star = torch.log(2 * _bce64(z5, y).mean(0))
     assert bool((s_star > -5).all())
-    at_opt = float(_csu(3, s_star)(z5, y))
+    at_opt = float(_csu(3, s_star)(z5, y).detach())
     assert math.isclose(at_opt, float(((1 + s_star) / 2).sum()), rel_tol=1e-5)
     assert at_opt < -4
     # large positive s: positive total
-    assert float(_csu(3, torch.full((3,), 5.0))(z, y)) > 0
+    assert float(_csu(3, torch.full((3,), 5.0))(z, y).detach()) > 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -340,7 +340,7 @@ def test_build_loss_csu_parameters(init):
     # the scale / reduction options reached the module: check through the value
     z, y = torch.randn(5, 13, dtype=torch.float64), torch.zeros(5, 13, dtype=torch.float64)
     want = _manual_csu(z, y, torch.full((13,), init, dtype=torch.float64), 0.5, "mean")
-    assert math.isclose(float(loss.double()(z, y)), float(want), rel_tol=1e-6)
+    assert math.isclose(float(loss.double()(z, y).detach()), float(want), rel_tol=1e-6)
 
 
 def test_build_loss_csu_defaults():
@@ -348,7 +348,7 @@ def test_build_loss_csu_defaults():
     assert loss.s.shape == (50,) and bool((loss.s == 0).all())
     assert loss.clamp == (-5.0, 5.0)
     z, y, _ = _case(9, c=50)
-    assert math.isclose(float(loss.double()(z, y)), float(BCELoss()(z, y)), rel_tol=1e-7)
+    assert math.isclose(float(loss.double()(z, y).detach()), float(BCELoss()(z, y)), rel_tol=1e-7)
 
 
 # ---------------------------------------------------------------------------------------------
