@@ -3,9 +3,10 @@
     csu train   [--profile P] [--loss bce|csu] [--model M] [--seed N] [--epochs N]
                 [--corruption KIND[:RATIO]] [--device D] [--config RUN.json] [--run-dir DIR]
     csu sweep   STUDY.yaml [--runs-dir DIR] [--engine local|ray] [--address ADDR]
-                [--cpus-per-run N] [--gpus-per-run N]
+                [--cpus-per-run N] [--gpus-per-run N] [--workers N] [--threads-per-worker T]
     csu report  STUDY.yaml|RUNS_DIR [--metric test.mAP] [--csv FILE]
     csu figures [--profile smoke|quick|paper] [--only NAME ...] [--runs-dir DIR] [--fig-dir DIR]
+                [--workers N] [--threads-per-worker T]
 
 ``csu figures`` executes the notebooks of ``notebooks/`` through papermill with the chosen
 profile and keeps each executed notebook under ``<runs-dir>/executed/<profile>/``.
@@ -26,6 +27,7 @@ from .core.errors import CsuError
 from .core.io import read_json
 from .core.paths import resolve_path
 from .study import get_profile, load_study, run_config, run_dir_for, run_sweep
+from .study.pool import THREADS_ENV, WORKERS_ENV, resolve_workers
 from .training import train_run
 
 def _train(args: argparse.Namespace) -> int:
@@ -57,6 +59,9 @@ def _figures(args: argparse.Namespace) -> int:
     fig_dir = resolve_path(args.fig_dir)
     executed = runs_dir / "executed" / args.profile
     executed.mkdir(parents=True, exist_ok=True)
+    workers, threads = resolve_workers(args.workers, args.threads_per_worker)  # checked before anything runs
+    os.environ[WORKERS_ENV], os.environ[THREADS_ENV] = str(workers), str(threads)  # read by the notebooks' run_all
+    print(f"[csu figures] training with {workers} worker(s) x {threads} torch thread(s)", flush=True)
     for name in names:
         t0 = time.perf_counter()
         print(f"[csu figures] {name} ({args.profile} profile) ...", flush=True)
@@ -76,7 +81,8 @@ def _sweep(args: argparse.Namespace) -> int:
     runs_dir = resolve_path(args.runs_dir) if args.runs_dir else resolve_path(Path("runs") / name)
     result = run_sweep(configs, runs_dir, engine=args.engine, address=args.address, cpus_per_run=args.cpus_per_run,
                        gpus_per_run=args.gpus_per_run, data_dir=resolve_path(args.data_dir),
-                       cache_dir=resolve_path(args.cache_dir), progress=not args.quiet, vectorise=args.vectorise)
+                       cache_dir=resolve_path(args.cache_dir), progress=not args.quiet, vectorise=args.vectorise,
+                       workers=args.workers, threads=args.threads_per_worker)
     if result.failures:
         for run_id, error in result.failures:
             print(f"csu sweep: run {run_id} failed: {error}", file=sys.stderr)
@@ -116,6 +122,15 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_worker_args(parser: argparse.ArgumentParser) -> None:
+    """--workers and --threads-per-worker of the commands that train sets of runs."""
+    parser.add_argument("--workers", type=int, default=None, metavar="N",
+                        help="worker processes training runs at once (default: $CSU_WORKERS, else one per CPU core)")
+    parser.add_argument("--threads-per-worker", type=int, default=None, metavar="T",
+                        help="torch threads of each worker (default: $CSU_THREADS_PER_WORKER, else cores / workers); "
+                             "a run's numbers depend on this, not on --workers")
+
+
 def _add_location_args(parser: argparse.ArgumentParser) -> None:
     """--data-dir, --cache-dir and --quiet of the commands that train."""
     parser.add_argument("--data-dir", default=None, help="default: $CSU_DATA_DIR or ~/.cache/csu-lab/data")
@@ -130,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train one run (resumes an interrupted run, skips a complete one)")
     t.add_argument("--profile", default="quick", help="smoke | quick | paper (default: quick)")
     t.add_argument("--loss", default="csu", help="bce | csu (default: csu)")
-    t.add_argument("--model", default="small_cnn", help="backbone name (default: small_cnn)")
+    t.add_argument("--model", default=None, help="backbone name (default: the profile's first backbone)")
     t.add_argument("--width", type=float, default=None,
                    help="width multiplier (default: the backbone's CPU size in smoke/quick, 1.0 in paper)")
     t.add_argument("--seed", type=int, default=0)
@@ -166,6 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train up to N compatible runs (seeds and corruption settings of one backbone) at once as "
                         "one vectorised model; meant for small backbones on a GPU (speed-up there not measured yet; "
                         "about 2x slower on a 2-core CPU); default 1; local engine only")
+    _add_worker_args(w)
     _add_location_args(w)
     w.set_defaults(func=_sweep)
 
@@ -184,6 +200,7 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--no-log-output", dest="log_output", action="store_false",
                    help="do not stream the notebooks' printed output (one line per trained run)")
     f.add_argument("--quiet", action="store_true", help="no progress bars")
+    _add_worker_args(f)
     f.set_defaults(func=_figures)
     return parser
 

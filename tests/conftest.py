@@ -1,4 +1,7 @@
-"""Shared fixtures: every test session gets its own data and feature-cache folders."""
+"""Shared fixtures: every test session gets its own data and feature-cache folders, and trains
+sets of runs in the test process (``CSU_WORKERS=1``) unless a test asks for worker processes
+(tests/test_pool.py, tests/test_figures_resume.py): at smoke size a worker's start-up costs more
+than the runs it would train."""
 from __future__ import annotations
 
 import os
@@ -9,9 +12,10 @@ import pytest
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_dirs(tmp_path_factory):
     base = tmp_path_factory.mktemp("csu")
-    old = {k: os.environ.get(k) for k in ("CSU_DATA_DIR", "CSU_CACHE_DIR")}
+    old = {k: os.environ.get(k) for k in ("CSU_DATA_DIR", "CSU_CACHE_DIR", "CSU_WORKERS")}
     os.environ["CSU_DATA_DIR"] = str(base / "data")
     os.environ["CSU_CACHE_DIR"] = str(base / "cache")
+    os.environ["CSU_WORKERS"] = "1"
     yield base
     for k, v in old.items():
         if v is None:

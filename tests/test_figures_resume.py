@@ -1,5 +1,6 @@
 """Killing `csu figures` (what `make figures` runs) at random moments and running it again
-completes the figure set with every figure's numbers equal to an uninterrupted run."""
+completes the figure set with every figure's numbers equal to an uninterrupted run -- with the
+runs trained by two worker processes, as `make figures` trains them."""
 from __future__ import annotations
 
 import json
@@ -49,7 +50,7 @@ def _numbers(fig_dir: Path, runs_dir: Path) -> dict[str, object]:
 
 @pytest.mark.slow
 def test_killed_figures_rerun_gives_the_uninterrupted_numbers(tmp_path, monkeypatch):
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "CSU_WORKERS": "2", "CSU_THREADS_PER_WORKER": "1"}
     reference, interrupted = tmp_path / "reference", tmp_path / "interrupted"
     full, _ = _run(reference, env)
     seed = int(os.environ.get("CSU_KILL_SEED", time.time_ns() % 10_000))

@@ -135,11 +135,9 @@ def test_ray_sweep_matches_local_resumes_and_reports_failures(tmp_path, ray_head
 
     # the reference: the local engine with the torch thread count of a 1-CPU Ray task
     threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        assert main(["sweep", str(study), "--runs-dir", str(local), "--quiet"]) == 0
-    finally:
-        torch.set_num_threads(threads)
+    assert main(["sweep", str(study), "--runs-dir", str(local), "--quiet", "--workers", "1",
+                 "--threads-per-worker", "1"]) == 0
+    assert torch.get_num_threads() == threads  # restored after the sweep
 
     args = ["sweep", str(study), "--runs-dir", str(remote), "--engine", "ray", "--address", ray_head.address(),
             "--cpus-per-run", "1"]

@@ -1,6 +1,11 @@
 """Run ids are the hash of a run's configuration: a change to a config dataclass (a field, a
 default, the serialisation) would silently orphan every stored run. ``data/run_ids.json`` pins
-the ids of every profile, computed before the library was restructured (issue 12)."""
+the ids of every profile as they are now; ``data/run_ids_issue12.json`` holds them as computed
+before the library was restructured (issue 12, which left every id unchanged). Issue 13 changed
+three things on purpose, and nothing else may have moved: the quick profile (backbone, epochs,
+early stopping, batch size, seeds), the corruption draw of a corrupted run (it follows the
+training seed: seed 3's ids changed, seed 0's did not), and ``run_config``'s default backbone
+(the profile's first: a paper run without ``model`` is now MobileNetV2)."""
 from __future__ import annotations
 
 import json
@@ -12,6 +17,7 @@ from csu_lib.config import MethodConfig
 from csu_lib.study import grid, run_config
 
 PINNED = json.loads((Path(__file__).parent / "data" / "run_ids.json").read_text())
+BEFORE_ISSUE_13 = json.loads((Path(__file__).parent / "data" / "run_ids_issue12.json").read_text())
 
 
 def _computed() -> dict[str, str]:
@@ -37,6 +43,16 @@ def test_run_ids_of_every_profile_are_unchanged():
     assert len(PINNED) == 189 and set(computed) == set(PINNED)
     changed = {k: (PINNED[k], computed[k]) for k in PINNED if computed[k] != PINNED[k]}
     assert changed == {}
+
+
+def test_only_the_intended_ids_changed_since_issue_12():
+    changed = {k for k in BEFORE_ISSUE_13 if BEFORE_ISSUE_13[k] != PINNED[k]}
+    default_model = {"paper|bce+teacher_mask10|san:0.5", "paper|csu|man:0.15 concentrated", "paper|csu|panns32k"}
+    for key in changed - default_model:
+        parts = key.split("|")
+        assert parts[0] == "quick" or (len(parts) == 5 and parts[2] != "none" and parts[4] != "0"), key
+    assert not any(k.startswith(("smoke|", "paper|")) and k.endswith("|0") for k in changed)
+    assert default_model <= changed
 
 
 @pytest.mark.parametrize("key", ["quick|csu|san:0.5|small_cnn|0", "paper|bce|none|cnn14|3"])

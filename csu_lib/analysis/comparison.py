@@ -35,12 +35,18 @@ SUMMARY_COUNTS = ("masked", "masked_changed", "masked_precision", "changed_negat
 
 
 def comparison_table(groups: Mapping[Any, Sequence[RunRecord]], *, metric: str = "mAP", split: str = "test",
-                     key: str = "method", level: float = 0.95) -> pd.DataFrame:
+                     key: str = "method", level: float = 0.95, reference: Any = None) -> pd.DataFrame:
     """One row per group: ``<key>``, ``loss``, ``method_name``, ``n`` (runs = seeds), ``mean``,
     ``lo``, ``hi`` (Student-t ``level`` CI over seeds of ``split`` ``metric``), ``std``, the means
     of the other metrics (``mAP``, ``mAUC``, ``d_prime``, ``lwlrap``), the seeds, and the means of
     the method summary counts of :data:`SUMMARY_COUNTS` present in every run of the group
-    (e.g. ``masked``, ``masked_precision``), prefixed ``method.``."""
+    (e.g. ``masked``, ``masked_precision``), prefixed ``method.``.
+
+    With ``reference`` (a key of ``groups``, e.g. ``"bce"``), every other group also gets the
+    paired difference to it on the seeds both have (same seed: same data, corruption draw and
+    initial weights): ``paired_n``, ``paired_mean``, ``paired_lo``, ``paired_hi``."""
+    ref = {int(r.config.train.seed): r.final_metrics[split][metric] for r in groups.get(reference, [])} \
+        if reference is not None else {}
     rows = []
     for label, recs in groups.items():
         if not recs:
@@ -54,6 +60,13 @@ def comparison_table(groups: Mapping[Any, Sequence[RunRecord]], *, metric: str =
         for m in ("mAP", "mAUC", "d_prime", "lwlrap"):
             row[m] = float(np.mean([r.final_metrics[split][m] for r in recs]))
         row["seeds"] = [int(r.config.train.seed) for r in recs]
+        if ref and label != reference:
+            diffs = np.array([r.final_metrics[split][metric] - ref[int(r.config.train.seed)] for r in recs
+                              if int(r.config.train.seed) in ref], dtype=np.float64)
+            if len(diffs):
+                d_mean, d_lo, d_hi = mean_ci(diffs, level=level)
+                row.update(paired_to=str(reference), paired_n=len(diffs), paired_mean=float(d_mean),
+                           paired_lo=float(d_lo), paired_hi=float(d_hi))
         summaries = [r.summary.get("method", {}) or {} for r in recs]
         for k in SUMMARY_COUNTS:
             vals = [s.get(k) for s in summaries]

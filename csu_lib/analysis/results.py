@@ -64,13 +64,9 @@ def degradation_table(runs: pd.DataFrame, *, metric: str = "test.mAP",
     (default: the types present). Rows in the order of ``kinds``, then by model, method, loss and ratio.
     """
     _require(runs, ("corruption.kind", "corruption.ratio", "model.name", "method.name", "loss.name", metric))
-    corrupted = runs[runs["corruption.kind"] != "none"]
-    clean = runs[runs["corruption.kind"] == "none"]
-    kinds = list(kinds) if kinds is not None else sorted(corrupted["corruption.kind"].unique())
-    parts = [corrupted[corrupted["corruption.kind"].isin(kinds)].assign(kind=lambda d: d["corruption.kind"],
-                                                                         ratio=lambda d: d["corruption.ratio"])]
-    parts += [clean.assign(kind=k, ratio=0.0) for k in kinds]
-    frame = pd.concat(parts, ignore_index=True)
+    kinds = list(kinds) if kinds is not None else sorted(runs.loc[runs["corruption.kind"] != "none",
+                                                                  "corruption.kind"].unique())
+    frame = _by_kind(runs, kinds)
     if frame.empty:
         raise CsuError("no runs to draw a degradation curve from")
     keys = ("kind", "model.name", "method.name", "loss.name", "ratio")
@@ -109,6 +105,44 @@ def relative_change(runs: pd.DataFrame, *, ratio: float = 0.5, metric: str = "te
                      "ratio": ratio, "n": len(changes), "change_percent": float(mean), "ci_lo": float(lo),
                      "ci_hi": float(hi)})
     return pd.DataFrame(rows)
+
+
+def paired_difference(runs: pd.DataFrame, *, metric: str = "test.mAP", losses: tuple[str, str] = ("bce", "csu"),
+                      keys: Sequence[str] = ("kind", "ratio", "model.name", "method.name")) -> pd.DataFrame:
+    """``losses[1]`` minus ``losses[0]`` on the same seeds: per setting of ``keys`` the
+    difference of ``metric`` between the two losses' runs of each seed (same data, same corruption
+    draw, same initial weights), then its mean and Student-t 95% CI over the seeds (``n`` pairs,
+    the ``seeds``). A setting with a run of one loss but not of the other leaves that seed out.
+    ``runs`` carries ``kind`` and ``ratio`` columns when it is a :func:`degradation_table`-style
+    frame; the clean runs are the ratio-0 point of every corruption type present."""
+    if "kind" in keys and "kind" not in runs.columns:
+        runs = _by_kind(runs)
+    _require(runs, (*keys, "loss.name", "train.seed", metric))
+    a, b = losses
+    rows = []
+    for values, group in runs.groupby(list(keys), sort=True):
+        values = values if isinstance(values, tuple) else (values,)
+        per_loss = {loss: g.set_index("train.seed")[metric] for loss, g in group.groupby("loss.name")}
+        if a not in per_loss or b not in per_loss:
+            continue
+        seeds = sorted(set(per_loss[a].index) & set(per_loss[b].index))
+        diffs = np.array([float(per_loss[b][s]) - float(per_loss[a][s]) for s in seeds], dtype=float)
+        mean, lo, hi = mean_ci(diffs) if len(diffs) else (np.nan, np.nan, np.nan)
+        rows.append({**dict(zip(keys, values)), "metric": metric, "difference": f"{b} - {a}", "n": len(seeds),
+                     "mean": float(mean), "ci_lo": float(lo), "ci_hi": float(hi), "seeds": [int(s) for s in seeds]})
+    return pd.DataFrame(rows)
+
+
+def _by_kind(runs: pd.DataFrame, kinds: Optional[Sequence[str]] = None) -> pd.DataFrame:
+    """``runs`` with ``kind`` and ``ratio`` columns: corrupted runs under their type, the clean
+    runs repeated as the ratio-0 point of every type in ``kinds`` (default: the types present)."""
+    corrupted = runs[runs["corruption.kind"] != "none"]
+    clean = runs[runs["corruption.kind"] == "none"]
+    kinds = list(kinds) if kinds is not None else sorted(corrupted["corruption.kind"].unique())
+    parts = [corrupted[corrupted["corruption.kind"].isin(kinds)].assign(kind=lambda d: d["corruption.kind"],
+                                                                         ratio=lambda d: d["corruption.ratio"])]
+    parts += [clean.assign(kind=k, ratio=0.0) for k in kinds]
+    return pd.concat(parts, ignore_index=True)
 
 
 def class_precision_table(runs: pd.DataFrame, class_names: Sequence[str], *, by: str = "loss.name",
@@ -202,3 +236,21 @@ def mean_test_metrics(records) -> pd.DataFrame:
     return (pd.DataFrame(rows).groupby(["condition", "loss"], sort=False)
             .agg(mAP=("mAP", "mean"), mAUC=("mAUC", "mean"), d_prime=("d_prime", "mean"),
                  lwlrap=("lwlrap", "mean"), n=("seed", "count")).reset_index())
+
+
+#: What a run's final metrics say about how it ended (:func:`csu_lib.training.engine.convergence`).
+CONVERGENCE = ("epochs_run", "best_epoch", "stopped_early", "hit_epoch_cap", "plateau")
+
+
+def convergence_table(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per run: its id, condition, model, method, loss and seed, and how it ended
+    (:data:`CONVERGENCE`: epochs run, best epoch, whether early stopping fired, whether it hit
+    the epoch cap, whether it reached a validation plateau). Runs recorded before these fields
+    existed have NaN there."""
+    runs = with_condition(runs) if "condition" not in runs.columns else runs
+    cols = ["run_id", "condition", "model.name", "method.name", "loss.name", "train.seed"]
+    _require(runs, cols)
+    out = runs[cols].copy()
+    for c in CONVERGENCE:
+        out[c] = runs[c] if c in runs.columns else np.nan
+    return out.reset_index(drop=True)

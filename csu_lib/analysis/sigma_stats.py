@@ -13,7 +13,7 @@ from ..core.errors import ConfigError
 from ..core.stats import mean_ci, rank_agreement
 from ..losses import sigma_of
 from ..records import RunRecord
-from .sigma import DEFAULT_BY, RUN_COLUMNS, class_truth, config_value, final_log_sigma2, group_label
+from .sigma import DEFAULT_BY, RUN_COLUMNS, class_truth, config_value, final_log_sigma2, group_label, sigma_table
 
 
 def sigma_kde(values, grid: np.ndarray | int | None = None, bw_method="scott") -> tuple[np.ndarray, np.ndarray]:
@@ -47,15 +47,17 @@ def sigma_kde(values, grid: np.ndarray | int | None = None, bw_method="scott") -
 
 def sigma_densities(table: pd.DataFrame, by: Sequence[str] = DEFAULT_BY, *, value: str = "sigma",
                     split_corrupted: bool = False, grid: np.ndarray | int | None = None,
-                    bw_method="scott") -> dict[str, pd.DataFrame]:
-    """KDE of ``table[value]`` per group of :func:`sigma_table` rows (classes of all runs of a
-    group pooled, as the CSU paper's Fig. 8 pools its runs).
+                    bw_method="scott", level: float = 0.95) -> dict[str, pd.DataFrame]:
+    """Densities of ``table[value]`` (one value per class and run, :func:`sigma_table`) per group
+    of runs: the KDE of each run's classes on a common grid, then the mean over the group's runs
+    and its Student-t ``level`` band (a band of zero width for one run). The CSU paper's Fig. 8
+    pools its runs; the mean of per-run densities keeps the run-to-run spread visible.
 
     With ``split_corrupted`` each group is split into its corrupted classes (``class_rate > 0``)
     and its clean classes; the labels get `` (corrupted)`` / `` (clean)`` (groups without a
     corruption record keep one density). All densities share one grid (default: 256 points
     over the whole table's range +- 10%), so they can be compared. Returns ``{label:
-    DataFrame(x, density, n)}``.
+    DataFrame(x, density, lo, hi, n, n_runs)}`` (``n``: class values behind the density).
     """
     if value not in table.columns:
         raise KeyError(f"column {value!r} not in the table")
@@ -75,8 +77,12 @@ def sigma_densities(table: pd.DataFrame, by: Sequence[str] = DEFAULT_BY, *, valu
         for name, part in parts:
             if len(part) == 0:
                 continue
-            x, d = sigma_kde(part[value].to_numpy(), grid, bw_method)
-            out[name] = pd.DataFrame({"x": x, "density": d, "n": len(part)})
+            per_run = [sigma_kde(run[value].to_numpy(), grid, bw_method)[1]
+                       for _, run in part.groupby("path", sort=False)] if "path" in part.columns else \
+                [sigma_kde(part[value].to_numpy(), grid, bw_method)[1]]
+            mean, band_lo, band_hi = mean_ci(np.stack(per_run), level=level)
+            out[name] = pd.DataFrame({"x": np.asarray(grid, dtype=np.float64), "density": mean, "lo": band_lo,
+                                      "hi": band_hi, "n": len(part), "n_runs": len(per_run)})
     return out
 
 
@@ -156,3 +162,25 @@ def check_truth_settings(class_profile: str, truth: str) -> None:
         raise ConfigError(f"class_profile must be 'concentrated' or 'graded', got {class_profile!r}")
     if truth not in TRUTHS:
         raise ConfigError(f"truth must be 'class_rate' or 'label_noise_rate', got {truth!r}")
+
+
+def truth_panels(records: Sequence[RunRecord], *, truth: str = "class_rate", n_boot: int = 1000,
+                 by: Sequence[str] = DEFAULT_BY) -> list[dict]:
+    """One panel per setting for the sigma-vs-truth figure: the final sigma and the true rate of
+    every class of every run of the setting (``sigma``, ``truth``), and the setting's summary
+    (``rho``, ``ci_lo``/``ci_hi`` the Student-t 95% interval of rho over runs, ``k``,
+    ``precision_at_k`` (mean over runs), ``n_runs``, ``label``), from
+    :func:`sigma_vs_truth_table` with ``per="setting"``."""
+    settings = sigma_vs_truth_table(records, truth=truth, n_boot=n_boot, per="setting", by=by)
+    table = sigma_table(records)
+    panels = []
+    for _, row in settings.iterrows():
+        sel = np.ones(len(table), dtype=bool)
+        for key in by:
+            sel &= (table[key] == row[key]).to_numpy()
+        panels.append({"label": row["label"], "rho": float(row["rho"]), "ci_lo": float(row["rho_lo"]),
+                       "ci_hi": float(row["rho_hi"]), "k": None if pd.isna(row["k"]) else int(row["k"]),
+                       "precision_at_k": float(row["precision_at_k"]), "n_runs": int(row["n_runs"]),
+                       "level": 0.95, "sigma": table.loc[sel, "sigma"].to_numpy(),
+                       "truth": table.loc[sel, truth].to_numpy()})
+    return panels

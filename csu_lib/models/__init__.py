@@ -34,11 +34,13 @@ What ``width`` and ``dropout`` mean per family:
 parameter counts at that width and at full width.
 """
 # the backbone modules register themselves on import, in this order (the order of MODELS)
-from .small_cnn import SmallCNN  # noqa: I001
+from .small_cnn import PooledCNN, SmallCNN  # noqa: I001
 from .panns import Cnn6, Cnn10, Cnn14, ResNet22, ResNet38
 from .mobilenet import MobileNetV2
 from .transformer import SpectrogramTransformer
-from .registry import DEFAULT_WIDTH, MODELS, build_model, count_parameters, model_summary, register_model
+from .registry import (DEFAULT_WIDTH, MODELS, build_model, count_parameters, model_summary, multiply_adds,
+                       register_model)
 
-__all__ = ["DEFAULT_WIDTH", "MODELS", "Cnn6", "Cnn10", "Cnn14", "MobileNetV2", "ResNet22", "ResNet38", "SmallCNN",
-           "SpectrogramTransformer", "build_model", "count_parameters", "model_summary", "register_model"]
+__all__ = ["DEFAULT_WIDTH", "MODELS", "Cnn6", "Cnn10", "Cnn14", "MobileNetV2", "ResNet22", "ResNet38", "PooledCNN", "SmallCNN",
+           "SpectrogramTransformer", "build_model", "count_parameters", "model_summary", "multiply_adds",
+           "register_model"]

@@ -44,15 +44,20 @@ def plot_sigma_kde(densities, ax: plt.Axes | None = None, *, title: str | None =
     ``densities``: ``{label: DataFrame(x, density[, n])}`` from
     :func:`csu_lib.analysis.sigma_stats.sigma_densities`, or ``{label: (x, density)}``. The colour follows the
     label's first word (the corruption condition); groups sharing a colour get different line
-    styles; a ``(clean)`` subset (of ``split_corrupted``) is drawn dashed and unfilled.
+    styles; a ``(clean)`` subset (of ``split_corrupted``) is drawn dashed and unfilled. With
+    several runs behind a density (``n_runs`` > 1) its 95% band over runs is drawn.
     """
     if ax is None:
         _, ax = plt.subplots(figsize=(5.0, 3.4))
     seen: dict[str, int] = {}
     for i, (label, value) in enumerate(densities.items()):
+        band, n_runs = None, None
         if isinstance(value, pd.DataFrame):
             x, d = value["x"].to_numpy(float), value["density"].to_numpy(float)
             n = int(value["n"].iloc[0]) if "n" in value.columns and len(value) else None
+            n_runs = int(value["n_runs"].iloc[0]) if "n_runs" in value.columns and len(value) else None
+            if n_runs and n_runs > 1 and {"lo", "hi"} <= set(value.columns):
+                band = value["lo"].to_numpy(float), value["hi"].to_numpy(float)
         else:
             x, d = (np.asarray(v, dtype=float) for v in value)
             n = None
@@ -61,8 +66,11 @@ def plot_sigma_kde(densities, ax: plt.Axes | None = None, *, title: str | None =
         style = "--" if clean_part else LINESTYLES[seen.get(colour, 0) % len(LINESTYLES)]
         if not clean_part:
             seen[colour] = seen.get(colour, 0) + 1
-        ax.plot(x, d, color=colour, ls=style, lw=1.8, label=f"{label}" + (f" (n={n})" if n is not None else ""))
-        if fill and not clean_part:
+        counts = ", ".join(part for part in (f"n={n_runs} run" + ("s" if n_runs != 1 else "") if n_runs else "", f"{n} values" if n else "") if part)
+        ax.plot(x, d, color=colour, ls=style, lw=1.8, label=f"{label}" + (f" ({counts})" if counts else ""))
+        if band is not None:  # 95% band over runs
+            ax.fill_between(x, band[0], band[1], color=colour, alpha=0.25, lw=0)
+        elif fill and not clean_part:
             ax.fill_between(x, d, color=colour, alpha=0.12, lw=0)
     if log_x:
         ax.set_xscale("log")
@@ -78,12 +86,15 @@ def plot_sigma_kde(densities, ax: plt.Axes | None = None, *, title: str | None =
 def plot_sigma_vs_truth(sigma, true_rate, result: Optional[dict] = None, ax: plt.Axes | None = None, *,
                         label: str = "classes", colour: str | None = None, highlight_top_k: bool = True,
                         xlabel: str = "true class corruption rate", ylabel: str = r"learned $\sigma_c$",
-                        title: str | None = None) -> plt.Axes:
-    """Learned sigma against the true per-class corruption rate, one point per class.
+                        title: str | None = None, interval: str = "CI") -> plt.Axes:
+    """Learned sigma against the true per-class corruption rate, one point per class (and run).
 
-    ``result``: :func:`csu_lib.analysis.sigma_stats.sigma_vs_truth` of the same numbers (computed here when
-    None); the legend gives Spearman rho with its bootstrap CI and, when there, precision@k
-    (the top-k sigma classes are ringed).
+    ``result``: :func:`csu_lib.analysis.sigma_stats.sigma_vs_truth` of the same numbers (computed
+    here when None), or a setting's row of ``sigma_vs_truth_table(per="setting")`` renamed to the
+    same keys (``rho``, ``ci_lo``, ``ci_hi``, ``k``, ``precision_at_k``, ``n_runs``); the legend
+    gives Spearman rho with its interval (named by ``interval``, e.g. "bootstrap CI" or "CI over
+    runs"), the runs behind it and, when there, precision@k (with ``highlight_top_k`` the top-k
+    sigma classes of one run are ringed).
     """
     sigma = np.asarray(sigma, dtype=float).ravel()
     true_rate = np.asarray(true_rate, dtype=float).ravel()
@@ -93,9 +104,11 @@ def plot_sigma_vs_truth(sigma, true_rate, result: Optional[dict] = None, ax: plt
         _, ax = plt.subplots(figsize=(4.6, 3.6))
     colour = colour or label_colour(label)
     text = (f"{label}: Spearman $\\rho$ = {result['rho']:.2f} "
-            f"[{result['ci_lo']:.2f}, {result['ci_hi']:.2f}] ({100 * result.get('level', 0.95):.0f}% CI)")
+            f"[{result['ci_lo']:.2f}, {result['ci_hi']:.2f}] ({100 * result.get('level', 0.95):.0f}% {interval})")
     if result.get("k") and np.isfinite(result.get("precision_at_k", np.nan)):
         text += f", P@{result['k']} = {result['precision_at_k']:.2f}"
+    if result.get("n_runs"):
+        text += f" (n={int(result['n_runs'])} runs)"
     ax.scatter(true_rate, sigma, s=22, color=colour, alpha=0.8, lw=0, label=text)
     if highlight_top_k and result.get("k"):
         keep = np.isfinite(sigma) & np.isfinite(true_rate)

@@ -18,6 +18,7 @@
     final_metrics.json   metrics of the selected weights (see csu_lib.evaluation)
     teacher_scores_*     this run's scores as a teacher of other runs (cache, with its key)
     record.json          written LAST: {"state": "complete", ...} marks the run as complete
+    .lock                held (flock) by the process that trains the run
 
 Every file is written atomically, and ``record.json`` exists only when everything else does,
 so an interrupted run never looks complete; rerunning the same command resumes it.
@@ -42,6 +43,7 @@ RECORD = "record.json"
 CORRUPTION = "corruption.json"
 SKIPPED = "skipped_clips.json"
 TEACHER_SCORES = "teacher_scores_train"
+LOCK = ".lock"
 
 
 def scores_file(split: str) -> str:

@@ -7,12 +7,14 @@ the end :func:`write_scores`, :func:`write_model` and :func:`finalize` (``record
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import platform
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import numpy as np
 import torch
@@ -50,6 +52,24 @@ def prepare_run_dir(run_dir: str | os.PathLike, config: RunConfig) -> Path:
     else:
         atomic_write_json(cfg_path, config.to_dict())
     return run_dir
+
+
+@contextmanager
+def run_lock(run_dir: str | os.PathLike) -> Iterator[None]:
+    """Hold an exclusive lock on a run directory while training it. A second process that tries
+    to train the same run (a second sweep, an orphaned worker) gets a :class:`RunRecordError` at
+    once instead of writing into the same files; the lock goes with the process that holds it."""
+    path = Path(run_dir) / L.LOCK
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunRecordError(f"{run_dir} is being trained by another process (it holds {path}); wait for it "
+                                 "or stop it, then run the same command again") from None
+        yield
+    finally:
+        os.close(fd)
 
 
 def write_corruption(run_dir: str | os.PathLike, result: CorruptionResult) -> None:

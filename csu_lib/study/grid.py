@@ -24,14 +24,16 @@ def run_dir_for(config: RunConfig, runs_dir: str | os.PathLike) -> Path:
 
 
 def grid(profile: str, *, conditions: Sequence[str] = ("none",), losses: Sequence[str] = ("bce", "csu"),
-         models: Sequence[str] = ("small_cnn",), seeds: Optional[Sequence[int]] = None, epochs: Optional[int] = None,
+         models: Optional[Sequence[str]] = None, seeds: Optional[Sequence[int]] = None, epochs: Optional[int] = None,
          device: str = "auto", corruption: Optional[dict] = None, methods: Sequence[str] = ("none",)) -> list[RunConfig]:
     """The run configurations of a study: every condition x model x method x loss x seed.
 
     ``conditions``: ``"none"`` or ``"KIND:RATIO"`` (see :func:`parse_condition`); ``corruption``:
     extra CorruptionConfig fields for the corrupted conditions (e.g. ``{"profile":
-    "concentrated", "k_classes": 5}``); ``seeds=None``: the profile's seeds.
+    "concentrated", "k_classes": 5}``); ``models=None``: the profile's backbones; ``seeds=None``:
+    the profile's seeds.
     """
+    models = list(models) if models is not None else list(get_profile(profile).backbones)
     for name, values in (("conditions", conditions), ("losses", losses), ("models", models), ("methods", methods)):
         if isinstance(values, str) or not list(values):
             raise ConfigError(f"{name} must be a non-empty list, got {values!r}")

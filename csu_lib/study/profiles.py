@@ -32,14 +32,22 @@ class Profile:
     backbones: tuple[str, ...] = ("small_cnn",)
     #: The corruption ratios of the degradation curves (the clean runs are ratio 0).
     ratios: tuple[float, ...] = (0.5,)
+    #: ``TrainConfig.lr_schedule`` of the profile's runs.
+    lr_schedule: str = "constant"
+    #: The methods of the comparison figure (``<loss>`` or ``<loss>+<method>``) and the
+    #: teacher-masking percentages of its sweep (0 % is the plain BCE run).
+    methods: tuple[str, ...] = ("bce", "bce+teacher_mask", "bce+label_correction", "bce+psl", "bce+mixup_or", "csu")
+    mask_percents: tuple[float, ...] = (5.0, 10.0)
 
 
 PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", "smoke", epochs=2, lr=3e-3, batch_size=32, early_stopping_patience=None, seeds=(0,)),
-    # 8 epochs of batch 16 (800 steps, ~22 s a run on 2 cores): the most runs that fit the 15-minute
-    # main job; clean test mAP ~0.72 (not converged: see the README's measured results).
-    "quick": Profile("quick", "quick", epochs=8, lr=3e-3, batch_size=16, early_stopping_patience=None,
-                     seeds=(0,), ratios=(0.25, 0.5)),
+    # every run to a validation plateau (early stopping after 5 epochs without a gain, at most 60;
+    # 25-45 epochs, ~35 s a run with two single-threaded workers), 3 seeds, one ratio and four
+    # methods: what fits the 20-minute main job on 2 cores (bench/time_to_converge.py, README)
+    "quick": Profile("quick", "quick", epochs=60, lr=3e-3, batch_size=32, early_stopping_patience=5,
+                     seeds=(0, 1, 2), backbones=("pooled_cnn",), ratios=(0.5,),
+                     methods=("bce", "bce+teacher_mask", "bce+label_correction", "csu"), mask_percents=(5.0, 10.0)),
     "paper": Profile("paper", "paper", epochs=60, lr=1e-3, batch_size=32, early_stopping_patience=15,
                      seeds=tuple(range(10)), cpu_widths=False, backbones=("mobilenetv2", "cnn14"),
                      ratios=(0.1, 0.2, 0.3, 0.4, 0.5)),
@@ -52,7 +60,7 @@ def get_profile(name: str) -> Profile:
     return PROFILES[name]
 
 
-def run_config(profile: str = "quick", *, loss: str = "bce", model: str = "small_cnn", seed: int = 0,
+def run_config(profile: str = "quick", *, loss: str = "bce", model: str | None = None, seed: int = 0,
                epochs: int | None = None, device: str = "auto", width: float | None = None,
                corruption: dict[str, Any] | None = None,
                benchmark: dict[str, Any] | None = None, train: dict[str, Any] | None = None,
@@ -60,22 +68,29 @@ def run_config(profile: str = "quick", *, loss: str = "bce", model: str = "small
                frontend: str | FrontendConfig | None = None) -> RunConfig:
     """A RunConfig for the embedded benchmark at a profile's size, with overrides.
 
-    ``epochs=None`` takes the profile's value; ``width=None`` the backbone's CPU-sized default
+    ``model=None`` is the profile's first backbone; ``epochs=None`` takes the profile's value
+    (the cap when the profile stops early); ``width=None`` the backbone's CPU-sized default
     width (``models.DEFAULT_WIDTH``) in the smoke and quick profiles and full width in paper. ``corruption``, ``benchmark``, ``train`` and
     ``loss_options`` are dicts of field overrides for the corresponding config dataclasses.
     ``frontend`` is a preset name (``config.FRONTEND_PRESETS``) or a FrontendConfig; the embedded
     benchmark is then rendered at its sample rate (unless ``benchmark`` sets one).
     """
     p = get_profile(profile)
+    model = model or p.backbones[0]
     if epochs is not None and (not isinstance(epochs, int) or isinstance(epochs, bool) or epochs <= 0):
         raise ConfigError(f"epochs must be a positive integer, got {epochs!r}")
     fe = frontend_preset(frontend) if isinstance(frontend, str) else (frontend or FrontendConfig())
     bench = BENCHMARK_PRESETS[p.benchmark].replace(**{"sample_rate": fe.sample_rate, **(benchmark or {})})
     train_cfg = TrainConfig(epochs=epochs or p.epochs, lr=p.lr, batch_size=p.batch_size, seed=seed, device=device,
-                            early_stopping_patience=p.early_stopping_patience)
+                            early_stopping_patience=p.early_stopping_patience, lr_schedule=p.lr_schedule)
     if train:
         train_cfg = train_cfg.replace(**train)
-    return RunConfig(data=DataConfig(benchmark=bench), frontend=fe, corruption=CorruptionConfig(**(corruption or {})),
+    # the corruption draw follows the training seed (unless the caller sets corruption.seed), so that
+    # an interval over seeds also covers which clips were corrupted
+    corruption = dict(corruption or {})
+    if corruption.get("kind", "none") != "none":
+        corruption = {"seed": seed, **corruption}
+    return RunConfig(data=DataConfig(benchmark=bench), frontend=fe, corruption=CorruptionConfig(**corruption),
                      model=ModelConfig(name=model, width=width if width is not None else _width(p, model)), loss=LossConfig(name=loss, **(loss_options or {})),
                      train=train_cfg)
 

@@ -18,9 +18,10 @@ def run_sweep(configs: Iterable[RunConfig], runs_dir: str | os.PathLike, *, engi
               address: Optional[str] = None, cpus_per_run: Optional[float] = None,
               gpus_per_run: Optional[float] = None, data_dir: Optional[str | os.PathLike] = None,
               cache_dir: Optional[str | os.PathLike] = None, progress: bool = True,
-              vectorise: int = 1) -> SweepResult:
+              vectorise: int = 1, workers: Optional[int] = None, threads: Optional[int] = None) -> SweepResult:
     """Train a sweep with ``engine`` (``local`` or ``ray``); the Ray options are refused with
-    the local engine, and ``vectorise`` > 1 with the Ray engine, rather than ignored."""
+    the local engine, and ``vectorise`` > 1, ``workers`` and ``threads`` with the Ray engine,
+    rather than ignored."""
     if engine not in ENGINES:
         raise ConfigError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     if not isinstance(vectorise, int) or isinstance(vectorise, bool) or vectorise < 1:
@@ -28,13 +29,18 @@ def run_sweep(configs: Iterable[RunConfig], runs_dir: str | os.PathLike, *, engi
     if engine == "ray" and vectorise > 1:
         raise ConfigError("--vectorise: only with the local engine (the Ray engine trains one run per task; "
                           "use --gpus-per-run below 1 to share a GPU between runs)")
+    if engine == "ray" and (workers is not None or threads is not None):
+        raise ConfigError("--workers / --threads-per-worker: only with the local engine (with --engine ray use "
+                          "--cpus-per-run)")
+    if vectorise > 1 and workers is not None and workers > 1:
+        raise ConfigError("--vectorise and --workers > 1 do not combine: a vectorised group trains in one process")
     if engine == "local":
         given = [name for name, value in (("--address", address), ("--cpus-per-run", cpus_per_run),
                                           ("--gpus-per-run", gpus_per_run)) if value is not None]
         if given:
-            raise ConfigError(f"{', '.join(given)}: only with --engine ray (the local engine trains in this "
-                              "process, one run after another)")
+            raise ConfigError(f"{', '.join(given)}: only with --engine ray (the local engine trains on this "
+                              "machine: --workers, --threads-per-worker)")
         return run_local(configs, runs_dir, data_dir=data_dir, cache_dir=cache_dir, progress=progress,
-                         vectorise=vectorise)
+                         vectorise=vectorise, workers=workers, threads=threads)
     return run_ray(configs, runs_dir, address=address, cpus_per_run=cpus_per_run, gpus_per_run=gpus_per_run,
                    data_dir=data_dir, cache_dir=cache_dir, progress=progress)

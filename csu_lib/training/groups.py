@@ -23,6 +23,8 @@ from __future__ import annotations
 
 import json
 import os
+from contextlib import ExitStack
+from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -30,7 +32,7 @@ import numpy as np
 from ..config import RunConfig
 from ..core.errors import ConfigError
 from ..features import FeatureLoader
-from ..records import RunRecord, flatten_into, is_complete, load_checkpoint, load_run, prepare_run_dir
+from ..records import RunRecord, flatten_into, is_complete, load_checkpoint, load_run, prepare_run_dir, run_lock
 from .distributed import world_size_from_env
 from .engine import StepHook, finish_run, make_state, restore, start_runs, train_epochs
 from .methods import BATCH_METHODS
@@ -134,20 +136,32 @@ def train_group(configs: Sequence[RunConfig], run_dirs: Sequence[str | os.PathLi
             train_run(configs[i], dirs[i], data=given[i], data_dir=data_dir, cache_dir=cache_dir, progress=progress,
                       on_step=on_step)
     elif pending:
-        prepared = DataCache(data_dir=data_dir, cache_dir=cache_dir, progress=progress)
-        datas = [given[i] if given[i] is not None else prepared(configs[i]) for i in pending]
-        if any(d.store.path != datas[0].store.path or not np.array_equal(d.train_idx, datas[0].train_idx)
-               for d in datas[1:]):
-            raise ConfigError("the runs of a vectorised group must share one feature store and training split")
-        for i, d in zip(pending, datas):
-            train_dependencies(configs[i], dirs[i], data=d, data_dir=data_dir, cache_dir=cache_dir, progress=progress)
-        device = resolve_device(configs[0].train.device)
-        states = [make_state(configs[i], dirs[i], d, device) for i, d in zip(pending, datas)]
-        feats = FeatureLoader(datas[0].store, device, configs[0].train.features_in_memory)
-        backend = Stacked(states, device, feats)
-        start_epoch = restore(backend, states, [ckpts[i] for i in pending])
-        start_runs(backend, states)
-        train_epochs(backend, states, start_epoch, progress=progress, on_step=on_step)
-        for k, state in enumerate(states):
-            finish_run(backend, k, state)
+        with ExitStack() as locks:  # one process trains a run at a time
+            for i in pending:
+                locks.enter_context(run_lock(dirs[i]))
+            _train_stacked([configs[i] for i in pending], [dirs[i] for i in pending], [given[i] for i in pending],
+                           [ckpts[i] for i in pending], data_dir=data_dir, cache_dir=cache_dir, progress=progress,
+                           on_step=on_step)
     return [load_run(d) for d in dirs]
+
+
+def _train_stacked(configs: list[RunConfig], dirs: list[Path], given: list[Optional[PreparedData]],
+                   ckpts: list[Optional[dict]], *, data_dir, cache_dir, progress: bool,
+                   on_step: Optional[StepHook]) -> None:
+    """Train the pending runs of a group (checkpoints in step) as one stacked model."""
+    prepared = DataCache(data_dir=data_dir, cache_dir=cache_dir, progress=progress)
+    datas = [g if g is not None else prepared(c) for c, g in zip(configs, given)]
+    if any(d.store.path != datas[0].store.path or not np.array_equal(d.train_idx, datas[0].train_idx)
+           for d in datas[1:]):
+        raise ConfigError("the runs of a vectorised group must share one feature store and training split")
+    for c, d, rd in zip(configs, datas, dirs):
+        train_dependencies(c, rd, data=d, data_dir=data_dir, cache_dir=cache_dir, progress=progress)
+    device = resolve_device(configs[0].train.device)
+    states = [make_state(c, rd, d, device) for c, rd, d in zip(configs, dirs, datas)]
+    feats = FeatureLoader(datas[0].store, device, configs[0].train.features_in_memory)
+    backend = Stacked(states, device, feats)
+    start_epoch = restore(backend, states, ckpts)
+    start_runs(backend, states)
+    train_epochs(backend, states, start_epoch, progress=progress, on_step=on_step)
+    for k, state in enumerate(states):
+        finish_run(backend, k, state)

@@ -13,12 +13,13 @@ count). Mixed precision (bfloat16 autocast) on CUDA only; the loss is always com
 from __future__ import annotations
 
 import os
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Optional
 
 from ..config import RunConfig
 from ..features import FeatureLoader
-from ..records import RunRecord, is_complete, load_checkpoint, load_run, prepare_run_dir
+from ..records import RunRecord, is_complete, load_checkpoint, load_run, prepare_run_dir, run_lock
 from . import distributed
 from .ddp import Distributed
 from .engine import StepHook, finish_run, make_state, restore, start_runs, train_epochs
@@ -73,6 +74,19 @@ def _train_run(config: RunConfig, run_dir: str | os.PathLike, ctx: Optional[dist
         run_dir, complete = ctx.main_only(lambda: _prepare_and_check(run_dir, config), "preparing the run directory")
     if complete:
         return load_run(run_dir)
+    with run_lock(run_dir) if main else nullcontext():  # one process trains a run at a time
+        if ctx is None and is_complete(run_dir):  # finished by another process just before the lock
+            return load_run(run_dir)
+        _train_locked(config, run_dir, ctx, data=data, data_dir=data_dir, cache_dir=cache_dir, progress=progress,
+                      on_step=on_step)
+    return load_run(run_dir)
+
+
+def _train_locked(config: RunConfig, run_dir: Path, ctx: Optional[distributed.DistContext], *,
+                  data: Optional[PreparedData], data_dir: Optional[str | os.PathLike],
+                  cache_dir: Optional[str | os.PathLike], progress: bool, on_step: Optional[StepHook]) -> None:
+    """Prepare, train and finish one run (the run directory is locked by the caller)."""
+    main = ctx is None or ctx.is_main
     device = resolve_device(config.train.device) if ctx is None else ctx.device
     if data is None:
         if ctx is None:
@@ -94,4 +108,3 @@ def _train_run(config: RunConfig, run_dir: str | os.PathLike, ctx: Optional[dist
         finish_run(backend, 0, state)
     if ctx is not None:
         ctx.barrier()  # the record is complete before any rank reads it
-    return load_run(run_dir)
