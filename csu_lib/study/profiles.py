@@ -43,11 +43,12 @@ class Profile:
 PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", "smoke", epochs=2, lr=3e-3, batch_size=32, early_stopping_patience=None, seeds=(0,)),
     # every run to a validation plateau (early stopping after 5 epochs without a gain, at most 60;
-    # 25-45 epochs, ~35 s a run with two single-threaded workers), 3 seeds, one ratio and four
-    # methods: what fits the 20-minute main job on 2 cores (bench/time_to_converge.py, README)
+    # 17-49 epochs, 21-57 s a run with two single-threaded workers), 3 seeds, one ratio, four
+    # methods and one masking percentage: what fits the 20-minute main job on 2 cores (36 runs;
+    # with a 10% masking point too, 39 runs took 19.4 minutes: too close; README)
     "quick": Profile("quick", "quick", epochs=60, lr=3e-3, batch_size=32, early_stopping_patience=5,
                      seeds=(0, 1, 2), backbones=("pooled_cnn",), ratios=(0.5,),
-                     methods=("bce", "bce+teacher_mask", "bce+label_correction", "csu"), mask_percents=(5.0, 10.0)),
+                     methods=("bce", "bce+teacher_mask", "bce+label_correction", "csu"), mask_percents=(5.0,)),
     "paper": Profile("paper", "paper", epochs=60, lr=1e-3, batch_size=32, early_stopping_patience=15,
                      seeds=tuple(range(10)), cpu_widths=False, backbones=("mobilenetv2", "cnn14"),
                      ratios=(0.1, 0.2, 0.3, 0.4, 0.5)),
