@@ -3,8 +3,8 @@
 Part 1 trains clean-label BCE runs of every ``--models`` backbone for every seed to a validation
 plateau (early stopping with ``--patience``, at most ``--epochs``), as the quick profile trains
 them: ``--workers`` worker processes of ``--threads-per-worker`` torch threads. Per backbone it
-prints the multiply-adds of one clip, the parameters, the training throughput (clips per second
-of one run, training steps only), the epochs run and the best epoch, the seconds per run, whether
+prints the multiply-adds of one clip, the parameters, the throughput (training clips per second
+of one run's training time, validation included), the epochs run and the best epoch, the seconds per run, whether
 every run reached a plateau, and test mAP (mean and Student-t 95% CI over seeds).
 
 Part 2 (``--compare-workers``) trains the same ``--compare-runs`` runs (seeds 100, 101, ...) of the
@@ -31,6 +31,7 @@ from common import parse_models, print_header, print_table
 from csu_lib.config import ModelConfig
 from csu_lib.core.stats import mean_ci
 from csu_lib.models import build_model, count_parameters, multiply_adds
+from csu_lib.records import find_runs, is_complete
 from csu_lib.study import run_all, run_config
 
 
@@ -72,10 +73,14 @@ def main() -> None:
     rows = []
     for model in models:
         configs = configs_for(args, model, seeds)
+        reused = sum(1 for path in find_runs(f"{runs_dir}/{model}") if is_complete(path))
         t0 = time.perf_counter()
         records = run_all(configs, f"{runs_dir}/{model}", workers=args.workers, threads=args.threads_per_worker,
                           progress=False)
         wall = time.perf_counter() - t0  # of the runs trained now (complete ones are reused)
+        if reused:
+            print(f"{model}: {reused} complete run(s) in {runs_dir}/{model} reused: the wall time counts only "
+                  f"the runs trained now", flush=True)
         maps = np.array([r.final_metrics["test"]["mAP"] for r in records])
         mean, lo, hi = mean_ci(maps)
         epochs = np.array([r.final_metrics["epochs_run"] for r in records])

@@ -246,8 +246,13 @@ def test_grouped_and_class_trajectories(fake_runs):
     assert sorted(groups) == ["clean small_cnn csu", "san 50% small_cnn csu"]
     san = groups["san 50% small_cnn csu"]
     assert int(san["n_runs"].iloc[0]) == 2
-    # at the end: mean over the two runs of the class-wise median 1/sigma^2
-    assert san["mean"].iloc[-1] == pytest.approx((1 / 9 + 1 / 16) / 2, rel=1e-5)
+    # at the end: geometric mean over the two runs of the class-wise median 1/sigma^2
+    assert san["mean"].iloc[-1] == pytest.approx(np.sqrt(1 / 9 * 1 / 16), rel=1e-5)
+    # the band: exp of the Student-t interval of the two logs (independent computation)
+    logs = np.log([1 / 9, 1 / 16])
+    half = 12.706204736174698 * logs.std(ddof=1) / np.sqrt(2)
+    assert san["lo"].iloc[-1] == pytest.approx(np.exp(logs.mean() - half), rel=1e-5)
+    assert san["hi"].iloc[-1] == pytest.approx(np.exp(logs.mean() + half), rel=1e-5)
     assert san["mean"].iloc[0] == pytest.approx(1.0)  # s = 0 at the first logged step
     assert san["lo"].iloc[-1] < san["mean"].iloc[-1] < san["hi"].iloc[-1]
     assert set(san["corruption.kind"]) == {"san"}

@@ -38,15 +38,19 @@ def median_multiplier_trajectory(record: RunRecord, grid: np.ndarray) -> np.ndar
 
 
 def aggregate_trajectories(records: Sequence[RunRecord], n_points: int = 101) -> pd.DataFrame:
-    """Mean and 95% CI over runs of the class-wise median multiplier, on a common progress grid.
+    """Geometric mean and 95% CI over runs of the class-wise median multiplier, on a common
+    progress grid.
 
-    Returns columns ``progress``, ``mean``, ``lo``, ``hi``, ``n_runs``.
+    The multiplier is positive and spans orders of magnitude across seeds, and the figure draws
+    it on a log scale, so the mean and the Student-t interval are taken of its logarithm and
+    exponentiated (an arithmetic interval can reach below zero with 3 runs). Returns columns
+    ``progress``, ``mean`` (geometric), ``lo``, ``hi``, ``n_runs``.
     """
     if not records:
         raise RunRecordError("no runs to aggregate")
     grid = np.linspace(0.0, 1.0, n_points)
     curves = np.stack([median_multiplier_trajectory(r, grid) for r in records])
-    mean, lo, hi = mean_ci(curves)
+    mean, lo, hi = (np.exp(x) for x in mean_ci(np.log(curves)))
     return pd.DataFrame({"progress": grid, "mean": mean, "lo": lo, "hi": hi, "n_runs": len(records)})
 
 

@@ -13,7 +13,7 @@ from .style import LINESTYLES, PALETTE, finish, label_colour
 
 def plot_multiplier_trajectories(curves: Mapping[str, pd.DataFrame], ax: plt.Axes | None = None,
                                  *, title: str | None = None) -> plt.Axes:
-    """1/sigma^2 (class-wise median; mean over runs with 95% CI band) vs normalised progress.
+    """1/sigma^2 (class-wise median; geometric mean over runs with 95% CI band) vs normalised progress.
 
     ``curves`` maps a condition label (e.g. ``"clean"``, ``"san 50%"``) to the DataFrame of
     :func:`csu_lib.analysis.sigma.aggregate_trajectories`. The y axis is logarithmic, as in the CSU
