@@ -62,16 +62,23 @@ def _figures(args: argparse.Namespace) -> int:
     workers, threads = resolve_workers(args.workers, args.threads_per_worker)  # checked before anything runs
     os.environ[WORKERS_ENV], os.environ[THREADS_ENV] = str(workers), str(threads)  # read by the notebooks' run_all
     print(f"[csu figures] training with {workers} worker(s) x {threads} torch thread(s)", flush=True)
-    for name in names:
-        t0 = time.perf_counter()
-        print(f"[csu figures] {name} ({args.profile} profile) ...", flush=True)
-        # one shared runs folder: runs are keyed by config hash, so a run two figures need is trained once
-        params = {"profile": args.profile, "fig_dir": str(fig_dir), "runs_dir": str(runs_dir / "study")}
-        params = {k: v for k, v in params.items() if k in notebooks.declared_parameters(name)}
-        notebooks.execute(name, executed / f"{name}.ipynb", params,
-                          progress_bar=not (args.quiet or args.log_output), log_output=args.log_output)
-        print(f"[csu figures] {name} done in {time.perf_counter() - t0:.0f} s; executed notebook: "
-              f"{executed / f'{name}.ipynb'}", flush=True)
+    # the next notebook's kernel starts (and imports the suite) while the current one runs
+    next_kernel = None
+    try:
+        for i, name in enumerate(names):
+            t0 = time.perf_counter()
+            print(f"[csu figures] {name} ({args.profile} profile) ...", flush=True)
+            # one shared runs folder: runs are keyed by config hash, so a run two figures need is trained once
+            params = {"profile": args.profile, "fig_dir": str(fig_dir), "runs_dir": str(runs_dir / "study")}
+            params = {k: v for k, v in params.items() if k in notebooks.declared_parameters(name)}
+            kernel, next_kernel = next_kernel, (notebooks.WarmKernel() if i + 1 < len(names) else None)
+            notebooks.execute(name, executed / f"{name}.ipynb", params, kernel=kernel,
+                              progress_bar=not (args.quiet or args.log_output), log_output=args.log_output)
+            print(f"[csu figures] {name} done in {time.perf_counter() - t0:.0f} s; executed notebook: "
+                  f"{executed / f'{name}.ipynb'}", flush=True)
+    finally:
+        if next_kernel is not None:
+            next_kernel.shutdown()
     print(f"[csu figures] figures are in {fig_dir}")
     return 0
 

@@ -108,3 +108,26 @@ def test_figures_display_inline_in_the_notebook(tmp_path):
     images = [o for c in executed.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if "image/png" in o.get("data", {})]
     assert images, "no inline image in the executed notebook"
+
+
+@pytest.mark.slow
+def test_notebook_runs_in_a_warm_kernel(tmp_path):
+    """`csu figures` starts the next notebook's kernel ahead (imports running); the notebook runs
+    in it unchanged, its outputs are those of a fresh kernel, and the kernel ends with it."""
+    kernel = notebooks.WarmKernel()
+    km = kernel.ready()
+    assert km.has_kernel
+    params = {"profile": "smoke", "kinds": ["san"], "fig_dir": str(tmp_path / "warm")}
+    warm = notebooks.execute("corruption", tmp_path / "warm.ipynb", params, kernel=kernel)
+    assert not km.has_kernel  # shut down with its notebook
+    cold = notebooks.execute("corruption", tmp_path / "cold.ipynb", {**params, "fig_dir": str(tmp_path / "cold")})
+    written = sorted(p.name for p in (tmp_path / "warm").glob("*.json"))
+    assert written == sorted(p.name for p in (tmp_path / "cold").glob("*.json"))
+    assert "corruption_class_rates.json" in written
+    for name in written:
+        assert json.loads((tmp_path / "warm" / name).read_text()) == json.loads((tmp_path / "cold" / name).read_text())
+    cells = [nbformat.read(p, as_version=4).cells for p in (warm, cold)]
+    assert [c.get("execution_count") for c in cells[0]] == [c.get("execution_count") for c in cells[1]]
+    unused = notebooks.WarmKernel()
+    unused.shutdown()
+    assert not unused.km.has_kernel

@@ -62,8 +62,8 @@ def _positive_int(value, name: str) -> int:
 def resolve_workers(workers: Optional[int] = None, threads: Optional[int] = None) -> tuple[int, int]:
     """(workers, torch threads per worker): the arguments, else ``$CSU_WORKERS`` /
     ``$CSU_THREADS_PER_WORKER``, else one worker per usable core with one thread each (on the
-    project's 2-core machine two 1-thread workers train 1.2x the runs per minute of one 2-thread
-    process: ``bench/time_to_converge.py``)."""
+    project's 2-core machine two 1-thread workers were never slower than one 2-thread process:
+    whole quick runs 1.04x and 0.99x, training steps alone 1.22x; ``bench/time_to_converge.py``)."""
     cores = usable_cpus()
     w = _positive_int(workers if workers is not None else os.environ.get(WORKERS_ENV, cores), "workers")
     t = _positive_int(threads if threads is not None else os.environ.get(THREADS_ENV, max(1, cores // w)),
