@@ -99,9 +99,19 @@ class WarmKernel:
         from jupyter_client import AsyncKernelManager, BlockingKernelClient
         from jupyter_core.utils import run_sync
 
+        class _KernelManager(AsyncKernelManager):
+            """Remembers the clients papermill makes, to close them (papermill closes only its own)."""
+
+            def client(self, **kwargs):
+                kc = super().client(**kwargs)
+                clients.append(kc)
+                return kc
+
         _use_own_kernel()
         self._run_sync = run_sync
-        self.km = AsyncKernelManager(kernel_name="python3")
+        clients: list = []
+        self._clients = clients
+        self.km = _KernelManager(kernel_name="python3")
         run_sync(self.km.start_kernel)(cwd=str(project_root()))
         self._client = BlockingKernelClient()
         self._client.load_connection_info(self.km.get_connection_info())
@@ -128,6 +138,10 @@ class WarmKernel:
         if self._client is not None:
             self._client.stop_channels()
             self._client = None
+        while self._clients:  # the notebook's client: its sockets and zmq context (open files otherwise)
+            kc = self._clients.pop()
+            kc.stop_channels()
+            kc.context.destroy(linger=0)
         try:
             self._run_sync(self.km.shutdown_kernel)(now=True)
         except Exception:  # noqa: BLE001 - a kernel that is already gone needs no shutdown
