@@ -12,7 +12,7 @@ import pandas as pd
 
 from ..config import RunConfig
 from ..core.errors import RunRecordError
-from ..core.stats import mean_ci
+from ..core.stats import mean_ci, paired_difference
 from ..records import RunRecord
 
 
@@ -61,12 +61,11 @@ def comparison_table(groups: Mapping[Any, Sequence[RunRecord]], *, metric: str =
             row[m] = float(np.mean([r.final_metrics[split][m] for r in recs]))
         row["seeds"] = [int(r.config.train.seed) for r in recs]
         if ref and label != reference:
-            diffs = np.array([r.final_metrics[split][metric] - ref[int(r.config.train.seed)] for r in recs
-                              if int(r.config.train.seed) in ref], dtype=np.float64)
-            if len(diffs):
-                d_mean, d_lo, d_hi = mean_ci(diffs, level=level)
-                row.update(paired_to=str(reference), paired_n=len(diffs), paired_mean=float(d_mean),
-                           paired_lo=float(d_lo), paired_hi=float(d_hi))
+            seeds, d_mean, d_lo, d_hi = paired_difference(
+                ref, {int(r.config.train.seed): r.final_metrics[split][metric] for r in recs}, level=level)
+            if seeds:
+                row.update(paired_to=str(reference), paired_n=len(seeds), paired_mean=d_mean, paired_lo=d_lo,
+                           paired_hi=d_hi)
         summaries = [r.summary.get("method", {}) or {} for r in recs]
         for k in SUMMARY_COUNTS:
             vals = [s.get(k) for s in summaries]

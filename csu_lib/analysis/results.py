@@ -25,6 +25,7 @@ import pandas as pd
 
 from ..config import corruption_label
 from ..core.errors import ConfigError, CsuError
+from ..core import stats
 from ..core.stats import mean_ci
 from ..corruption import INJECTED_KINDS
 from ..records import load_runs
@@ -125,11 +126,9 @@ def paired_difference(runs: pd.DataFrame, *, metric: str = "test.mAP", losses: t
         per_loss = {loss: g.set_index("train.seed")[metric] for loss, g in group.groupby("loss.name")}
         if a not in per_loss or b not in per_loss:
             continue
-        seeds = sorted(set(per_loss[a].index) & set(per_loss[b].index))
-        diffs = np.array([float(per_loss[b][s]) - float(per_loss[a][s]) for s in seeds], dtype=float)
-        mean, lo, hi = mean_ci(diffs) if len(diffs) else (np.nan, np.nan, np.nan)
+        seeds, mean, lo, hi = stats.paired_difference(per_loss[a].to_dict(), per_loss[b].to_dict())
         rows.append({**dict(zip(keys, values)), "metric": metric, "difference": f"{b} - {a}", "n": len(seeds),
-                     "mean": float(mean), "ci_lo": float(lo), "ci_hi": float(hi), "seeds": [int(s) for s in seeds]})
+                     "mean": mean, "ci_lo": lo, "ci_hi": hi, "seeds": [int(s) for s in seeds]})
     return pd.DataFrame(rows)
 
 

@@ -22,6 +22,16 @@ def mean_ci(values: np.ndarray, axis: int = 0, level: float = 0.95) -> tuple[np.
     return mean, mean - half, mean + half
 
 
+def paired_difference(a: dict, b: dict, level: float = 0.95) -> tuple[list, float, float, float]:
+    """``b - a`` over the keys (seeds) both mappings have: (the shared keys sorted, mean, and the
+    Student-t ``level`` interval of the differences); NaN for no shared key."""
+    keys = sorted(set(a) & set(b))
+    if not keys:
+        return keys, float("nan"), float("nan"), float("nan")
+    mean, lo, hi = mean_ci(np.array([float(b[k]) - float(a[k]) for k in keys], dtype=np.float64), level=level)
+    return keys, float(mean), float(lo), float(hi)
+
+
 def rowwise_spearman(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Spearman rho of every row pair (average ranks for ties, as scipy); NaN for a constant row."""
     ra = stats.rankdata(a, axis=1)
