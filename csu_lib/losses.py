@@ -96,9 +96,32 @@ class BCELoss(nn.Module):
         return bce.sum(dim=1).mean()
 
 
+def bce_from_scores(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
+    """(N, C) float64 BCE of sigmoid ``scores`` (probabilities, clipped to [1e-7, 1 - 1e-7])
+    against ``targets``: the per-element loss a stored score matrix implies."""
+    p = np.clip(np.asarray(scores, dtype=np.float64), 1e-7, 1 - 1e-7)
+    y = np.asarray(targets, dtype=np.float64)
+    return -(y * np.log(p) + (1 - y) * np.log1p(-p))
+
+
+def _masked_mean(values: np.ndarray, weights: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    """Per-class sum(weights * values) / sum(weights); ``fallback`` where a class has no weight."""
+    total = weights.sum(axis=0)
+    mean = np.divide((weights * values).sum(axis=0), total, out=np.zeros(values.shape[1]), where=total > 0)
+    return np.where(total > 0, mean, fallback)
+
+
+FITS = ("stationary", "gradient")
+
+
 class LearnedReliability(nn.Module):
-    """A learned per-class reliability: ``s_c = log sigma_c^2`` (parameter ``s``), kept in
-    ``clamp`` after every optimiser step, scaled by ``scale`` in the loss.
+    """A learned per-class reliability: ``s = log sigma^2`` (parameter ``s``: C values, or 2C for
+    the two-sided form), kept in ``clamp``, scaled by ``scale`` in the loss.
+
+    ``fit``: ``"gradient"`` -- s is trained by the optimiser (:meth:`optimizer_group`), the
+    paper's form; ``"stationary"`` -- s is no optimiser parameter: the training loop sets it to
+    :meth:`stationary_log_sigma2` of the current network after every epoch, so that s is at its
+    stationary point whenever it is read.
 
     Methods that take ``params`` also work on a functional copy of the loss's parameters (a
     dict as :func:`torch.func.stack_module_state` makes for several stacked runs: ``s`` is then
@@ -107,12 +130,20 @@ class LearnedReliability(nn.Module):
 
     s: nn.Parameter
 
-    def __init__(self, n_classes: int, *, init: float = 0.0, clamp: tuple[float, float] = (-5.0, 5.0),
-                 scale: float = 1.0):
+    def __init__(self, n_params: int, *, init: float = 0.0, clamp: tuple[float, float] = (-5.0, 5.0),
+                 scale: float = 1.0, fit: str = "gradient"):
         super().__init__()
-        self.s = nn.Parameter(torch.full((n_classes,), float(init)))
+        if fit not in FITS:
+            raise ValueError(f"fit must be one of {FITS}, got {fit!r}")
+        self.fit = fit
+        self.s = nn.Parameter(torch.full((n_params,), float(init)), requires_grad=fit == "gradient")
         self.clamp = (float(clamp[0]), float(clamp[1]))
         self.scale = float(scale)
+
+    @property
+    def fits_by_gradient(self) -> bool:
+        """Whether the optimiser learns s (otherwise the loop sets it: :meth:`stationary_log_sigma2`)."""
+        return self.fit == "gradient"
 
     def _s(self, params: Optional[dict] = None) -> torch.Tensor:
         return self.s if params is None else params["s"]
@@ -139,40 +170,127 @@ class LearnedReliability(nn.Module):
         self._s(params).clamp_(*self.clamp)
 
     @torch.no_grad()
-    def load_log_sigma2_(self, values: Union[Sequence[float], np.ndarray, torch.Tensor]) -> None:
-        """Set s (e.g. a run's learned values, to evaluate its loss elsewhere)."""
-        self.s.copy_(torch.as_tensor(np.asarray(values, dtype=np.float64)).to(self.s))
+    def load_log_sigma2_(self, values: Union[Sequence[float], np.ndarray, torch.Tensor],
+                         params: Optional[dict] = None, index: Optional[int] = None) -> None:
+        """Set s (e.g. a run's learned values, to evaluate its loss elsewhere); ``params`` and
+        ``index``: run ``index`` of stacked copies."""
+        s = self._s(params) if index is None else self._s(params)[index]
+        s.copy_(torch.as_tensor(np.asarray(values, dtype=np.float64)).to(s))
+
+    def stationary_log_sigma2(self, scores: np.ndarray, targets: np.ndarray, mask: Optional[np.ndarray] = None,
+                              current: Optional[np.ndarray] = None) -> np.ndarray:
+        """The s that minimises this loss for a fixed network whose training scores are
+        ``scores`` (N, C) against ``targets`` (and 0/1 ``mask``), kept in ``clamp`` (float64).
+        A class (side) without any weight keeps ``current`` (default: this module's s)."""
+        raise NotImplementedError
+
+    def _current(self, current: Optional[np.ndarray]) -> np.ndarray:
+        s = self.s.detach().cpu().double().numpy() if current is None else np.asarray(current, np.float64)
+        return np.exp(s) / (2 * self.scale)  # the mean loss at which s is stationary
+
+    def stationarity(self, scores: np.ndarray, targets: np.ndarray, mask: Optional[np.ndarray] = None) -> dict:
+        """How far this loss's s lies from its stationary point for the network that produced
+        ``scores`` (what every run record stores): ``fit``, ``log_sigma2``, ``stationary_log_sigma2``,
+        ``abs_gap`` per value and its median ``median_abs_gap``."""
+        s = self.s.detach().cpu().double().numpy()
+        star = self.stationary_log_sigma2(scores, targets, mask, current=s)
+        gap = np.abs(s - star)
+        return {"fit": self.fit, "log_sigma2": s.tolist(), "stationary_log_sigma2": star.tolist(),
+                "abs_gap": gap.tolist(), "median_abs_gap": float(np.median(gap))}
 
 
 @registry.register("loss", "csu")
 class CSULoss(LearnedReliability):
-    """Class-wise unreliability weighting with one learned ``s_c = log sigma_c^2`` per class."""
+    """Class-wise unreliability weighting with one learned ``s_c = log sigma_c^2`` per class.
+
+    With a loss mask, a masked element drops out of both terms (its weighted BCE and its share
+    of s_c / 2), so s_c is fitted to the mean BCE over the class's *unmasked* clips: masking a
+    class heavily does not shrink its sigma."""
 
     has_parameters = True
 
     def __init__(self, n_classes: int, *, init: float = 0.0, clamp: tuple[float, float] = (-5.0, 5.0),
-                 scale: str = "full", class_reduction: str = "sum"):
-        super().__init__(n_classes, init=init, clamp=clamp, scale=0.5 if scale == "half" else 1.0)
+                 scale: str = "full", class_reduction: str = "sum", fit: str = "gradient"):
+        super().__init__(n_classes, init=init, clamp=clamp, scale=0.5 if scale == "half" else 1.0, fit=fit)
         self.class_reduction = class_reduction
 
     @classmethod
     def from_config(cls, config: LossConfig, n_classes: int) -> "CSULoss":
         return cls(n_classes, init=config.csu_init, clamp=config.csu_clamp, scale=config.csu_scale,
-                   class_reduction=config.csu_class_reduction)
+                   class_reduction=config.csu_class_reduction, fit=config.csu_fit)
+
+    def _reduce(self, per_element: torch.Tensor) -> torch.Tensor:
+        reduced = per_element.sum(dim=1) if self.class_reduction == "sum" else per_element.mean(dim=1)
+        return reduced.mean()
 
     def forward(self, logits: torch.Tensor, targets: torch.Tensor,
                 mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         bce = elementwise_bce(logits, targets)
-        if mask is not None:
-            bce = bce * mask
         per_class = self.scale * torch.exp(-self.s) * bce + self.s / 2  # (B, C)
-        reduced = per_class.sum(dim=1) if self.class_reduction == "sum" else per_class.mean(dim=1)
-        return reduced.mean()
+        if mask is not None:
+            per_class = per_class * mask
+        return self._reduce(per_class)
+
+    def stationary_log_sigma2(self, scores: np.ndarray, targets: np.ndarray, mask: Optional[np.ndarray] = None,
+                              current: Optional[np.ndarray] = None) -> np.ndarray:
+        """log(2 * scale * mean BCE_c) over the (unmasked) training clips (methods.md section 1)."""
+        bce = bce_from_scores(scores, targets)
+        weights = np.ones_like(bce) if mask is None else np.asarray(mask, dtype=np.float64)
+        mean = _masked_mean(bce, weights, self._current(current))
+        return np.clip(np.log(2 * self.scale * np.maximum(mean, 1e-300)), *self.clamp)
+
+
+@registry.register("loss", "csu2")
+class TwoSidedCSULoss(CSULoss):
+    """Two-sided CSU (ours, for the class-noise audit; methods.md section 1): ``s`` holds 2C
+    values, ``s+`` (the first C) weighting the positive terms ``-y log p`` of each class and
+    ``s-`` (the last C) its negative terms ``-(1 - y) log(1 - p)``; each regulariser is weighted
+    by the share of the elements that feed it (``y`` and ``1 - y``), so that at the stationary
+    point exp(s+_c) = 2 * scale * mean over class-c positives of -log p and exp(s-_c) the same
+    over its negatives: per-positive and per-negative loss, free of the base rate. Spurious
+    positives raise s+ of the class that received them; lost positives raise s- of the class
+    that lost them."""
+
+    def __init__(self, n_classes: int, **kwargs):
+        super().__init__(n_classes, **kwargs)
+        self.n_classes = n_classes
+        with torch.no_grad():
+            self.s = nn.Parameter(self.s.detach().repeat(2), requires_grad=self.s.requires_grad)
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor,
+                mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        z, y = logits.float(), targets.float()
+        s_pos, s_neg = self.s[:self.n_classes], self.s[self.n_classes:]
+        pos = y * F.softplus(-z)  # -y log p
+        neg = (1 - y) * F.softplus(z)  # -(1 - y) log(1 - p)
+        per_class = (self.scale * (torch.exp(-s_pos) * pos + torch.exp(-s_neg) * neg)
+                     + (y * s_pos + (1 - y) * s_neg) / 2)
+        if mask is not None:
+            per_class = per_class * mask
+        return self._reduce(per_class)
+
+    def stationary_log_sigma2(self, scores: np.ndarray, targets: np.ndarray, mask: Optional[np.ndarray] = None,
+                              current: Optional[np.ndarray] = None) -> np.ndarray:
+        """[s+, s-]: log(2 * scale * mean -log p over the positives), the same over the negatives."""
+        y = np.asarray(targets, dtype=np.float64)
+        p = np.clip(np.asarray(scores, dtype=np.float64), 1e-7, 1 - 1e-7)
+        m = np.ones_like(y) if mask is None else np.asarray(mask, dtype=np.float64)
+        current = self._current(current)
+        c = self.n_classes
+        mean_pos = _masked_mean(-np.log(p), m * y, current[:c])
+        mean_neg = _masked_mean(-np.log1p(-p), m * (1 - y), current[c:])
+        both = np.concatenate([mean_pos, mean_neg])
+        return np.clip(np.log(2 * self.scale * np.maximum(both, 1e-300)), *self.clamp)
 
 
 def build_loss(config: LossConfig, n_classes: int) -> nn.Module:
     """The loss ``config.name`` for ``n_classes`` classes."""
     return registry.get("loss", config.name).from_config(config, n_classes)
+
+
+def sides_of(config: LossConfig) -> int:
+    """How many s values a loss learns per class: 2 for two-sided CSU (``csu2``), else 1."""
+    return 2 if config.name == "csu2" else 1
 
 
 def reliability(loss: nn.Module) -> Optional[LearnedReliability]:

@@ -53,9 +53,9 @@ def _bce64(z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 def _manual_csu(z, y, s, k=1.0, reduction="sum", mask=None):
     bce = _bce64(z, y)
-    if mask is not None:
-        bce = bce * mask
     per = k * torch.exp(-s) * bce + s / 2
+    if mask is not None:  # a masked element leaves both terms
+        per = per * mask
     red = per.sum(1) if reduction == "sum" else per.mean(1)
     return red.mean()
 
@@ -224,7 +224,7 @@ def test_mask_removes_elements_from_bce_term(make_loss):
     z2 = torch.where(mask == 0, z * -7 + 3, z)
     y2 = torch.where(mask == 0, 1 - y, y)
     assert math.isclose(float(loss(z2, y2, mask).detach()), float(value.detach()), rel_tol=1e-7, abs_tol=1e-12)
-    # value: the masked BCE terms are left out (the s/2 term of CSU stays)
+    # value: the masked elements are left out of both terms (BCE and CSU's s/2)
     s = loss.s.detach() if isinstance(loss, CSULoss) else torch.zeros(C, dtype=torch.float64)
     want = _manual_csu(z, y, s, mask=mask)
     assert math.isclose(float(value.detach()), float(want), rel_tol=1e-6)
@@ -316,7 +316,7 @@ def test_total_loss_can_be_negative():
 
 
 def test_registry_names():
-    assert set(LOSSES) == {"bce", "csu"}
+    assert set(LOSSES) == {"bce", "csu", "csu2"}
 
 
 def test_build_loss_bce():
@@ -334,7 +334,8 @@ def test_build_loss_csu_parameters(init):
     assert type(loss) is CSULoss and loss.has_parameters is True
     params = list(loss.parameters())
     assert len(params) == 1 and params[0] is loss.s
-    assert loss.s.shape == (13,) and loss.s.requires_grad
+    # the default fit sets s from the network (no gradient); the paper's form learns it by gradient
+    assert loss.s.shape == (13,) and loss.fit == cfg.csu_fit and loss.s.requires_grad == (cfg.csu_fit == "gradient")
     assert loss.s.tolist() == pytest.approx([init] * 13, rel=1e-7, abs=0.0)
     assert loss.clamp == (-2.0, 3.0)
     # the scale / reduction options reached the module: check through the value

@@ -20,7 +20,7 @@ FIGURES = {
     "corruption": ["corruption_class_rates", "corruption_man_transitions", "corruption_sln_soft_values",
                    "corruption_label_counts"],
     "sigma_trajectory": ["sigma_trajectory"],
-    "sigma_analysis": ["sigma_kde", "sigma_vs_truth"],
+    "sigma_analysis": ["sigma_kde", "sigma_vs_truth", "class_noise_audit"],
     "score_plane": ["score_plane"],
     "landscape": ["landscape_1d", "landscape_2d", "landscape_geometry"],
     "comparison": ["method_comparison", "mask_sweep"],
@@ -83,7 +83,7 @@ def test_sigma_trajectory_numbers(tmp_path, shared_runs):
 @pytest.mark.parametrize("name, params, culprit", [
     ("sigma_trajectory", {"conditions": ["noisy:0.5"]}, "unknown corruption type 'noisy'"),
     ("sigma_trajectory", {"losses": ["focal"]}, "unknown loss 'focal'"),
-    ("sigma_analysis", {"class_profile": "everywhere"}, "class_profile"),
+    ("sigma_analysis", {"audit_ratio": 0.8}, "audit_ratio"),
     ("score_plane", {"conditions": ["none"]}, "conditions must be corrupted"),
     ("landscape", {"n_clips": 0}, "n_clips must be a positive number"),
     ("landscape", {"profile": "huge"}, "unknown profile 'huge'"),

@@ -5,7 +5,10 @@ before the library was restructured (issue 12, which left every id unchanged). I
 three things on purpose, and nothing else may have moved: the quick profile (backbone, epochs,
 early stopping, batch size, seeds), the corruption draw of a corrupted run (it follows the
 training seed: seed 3's ids changed, seed 0's did not), and ``run_config``'s default backbone
-(the profile's first: a paper run without ``model`` is now MobileNetV2)."""
+(the profile's first: a paper run without ``model`` is now MobileNetV2). Issue 14 changed one thing:
+CSU learns s by its stationary fit by default (``loss.csu_fit``), so every CSU id moved and nothing
+else did; a CSU run with ``csu_fit="gradient"`` keeps the id it had (``data/run_ids_issue13.json``),
+and so does every config under the fields added since (``HASH_OMIT``)."""
 from __future__ import annotations
 
 import json
@@ -18,6 +21,7 @@ from csu_lib.study import grid, run_config
 
 PINNED = json.loads((Path(__file__).parent / "data" / "run_ids.json").read_text())
 BEFORE_ISSUE_13 = json.loads((Path(__file__).parent / "data" / "run_ids_issue12.json").read_text())
+BEFORE_ISSUE_14 = json.loads((Path(__file__).parent / "data" / "run_ids_issue13.json").read_text())
 
 
 def _computed() -> dict[str, str]:
@@ -46,7 +50,7 @@ def test_run_ids_of_every_profile_are_unchanged():
 
 
 def test_only_the_intended_ids_changed_since_issue_12():
-    changed = {k for k in BEFORE_ISSUE_13 if BEFORE_ISSUE_13[k] != PINNED[k]}
+    changed = {k for k in BEFORE_ISSUE_13 if BEFORE_ISSUE_13[k] != BEFORE_ISSUE_14[k]}
     default_model = {"paper|bce+teacher_mask10|san:0.5", "paper|csu|man:0.15 concentrated", "paper|csu|panns32k"}
     for key in changed - default_model:
         parts = key.split("|")
@@ -59,3 +63,19 @@ def test_only_the_intended_ids_changed_since_issue_12():
 def test_pinned_ids_name_the_run(key):
     loss, model, seed = key.split("|")[1], key.split("|")[3], key.split("|")[4]
     assert PINNED[key].startswith(f"{loss}-{model}-s{seed}-")
+
+
+def test_issue_14_moved_only_the_csu_ids_and_gradient_keeps_them():
+    changed = {k for k in BEFORE_ISSUE_14 if BEFORE_ISSUE_14[k] != PINNED[k]}
+    assert changed == {k for k in BEFORE_ISSUE_14 if k.split("|")[1] == "csu"} and len(changed) == 96
+    from csu_lib.study import run_config
+
+    for key in sorted(changed)[:12]:
+        profile, _, cond = key.split("|")[:3]
+        parts = key.split("|")
+        if len(parts) != 5:
+            continue
+        corruption = None if cond == "none" else {"kind": cond.split(":")[0], "ratio": float(cond.split(":")[1])}
+        cfg = run_config(profile, loss="csu", model=parts[3], seed=int(parts[4]), corruption=corruption,
+                         loss_options={"csu_fit": "gradient"})
+        assert cfg.run_id == BEFORE_ISSUE_14[key], key

@@ -56,7 +56,9 @@ def test_group_follows_sequential_runs_without_dropout(pair, pair_data, group_re
         alone = train_run(config, tmp_path / config.run_id, data=data, progress=False)
         assert grouped.config == alone.config and grouped.config.run_id == alone.config.run_id
         assert grouped.log_sigma2.shape == alone.log_sigma2.shape == (2 * alone.steps_per_epoch, 50)
-        np.testing.assert_allclose(grouped.log_sigma2, alone.log_sigma2, rtol=0, atol=2e-4)
+        # (the stationary fit sets s to the log of a mean over float32 scores: round-off of the
+        # batched convolutions reaches it relatively, hence rtol)
+        np.testing.assert_allclose(grouped.log_sigma2, alone.log_sigma2, rtol=1e-3, atol=2e-4)
         assert np.abs(grouped.log_sigma2 - alone.log_sigma2).max() < 0.01 * np.abs(alone.log_sigma2).max()
         g, a = grouped.history["train_loss"].to_numpy(), alone.history["train_loss"].to_numpy()
         np.testing.assert_allclose(g, a, rtol=1e-3)
@@ -77,7 +79,8 @@ def test_group_records_are_complete_and_say_so(pair, group_records):
         # the checkpoint is train_run's format: a one-run optimiser state over the run's parameters
         model_params = sum(1 for k in ckpt["model"] if not k.endswith(("running_mean", "running_var",
                                                                          "num_batches_tracked")))
-        assert len(ckpt["optimizer"]["state"]) == model_params + 1  # + the CSU s
+        # + the CSU s when the optimiser learns it (not under the default stationary fit)
+        assert len(ckpt["optimizer"]["state"]) == model_params + (rec.config.loss.csu_fit == "gradient")
         assert ckpt["optimizer"]["state"][0]["exp_avg"].shape == ckpt["model"]["bn0.weight"].shape
 
 

@@ -14,12 +14,18 @@ by default:
   step); a zero gradient (an exact stationary point) is replaced by a seeded random direction.
   The largest rise among the visited points is reported: a LOWER bound of the true maximum
   that tightens with more steps. ``relative`` in the details is Keskar et al.'s
-  100 * rise / (1 + L(theta)).
+  100 * rise / (1 + L(theta)) taken relative to the DATA term of the loss:
+  100 * rise / (1 + L(theta) - C0), with C0 the constant regulariser of the learned reliability
+  (:func:`regulariser_constant`; CSU: sum_c s_c / 2, or mean_c s_c / 2 with
+  ``class_reduction="mean"``; 0 for BCE). s is held fixed, so C0 does not move the rise, but it
+  can be large and negative (1 + L < 0 would flip the sign); the data term
+  L - C0 = scale * exp(-s_c) * BCE (reduced) is >= 0.
 - mean loss rise: mean over ``n_directions`` random filter-normalised directions d of
   L(theta + radius * d) - L(theta) (radius in the units of the surfaces' alpha).
 """
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any, Callable, Optional, Sequence
 
@@ -29,6 +35,7 @@ import torch.nn as nn
 
 from .landscape import (Batches, as_batches, eval_mode, evaluate_points, filter_normalised_direction,
                         perturbed_parameter_names)
+from ..losses import reliability
 
 LossClosure = Callable[[], torch.Tensor]
 
@@ -44,6 +51,28 @@ def make_loss_closure(model: nn.Module, loss_fn: nn.Module, batches: Batches) ->
         return sum(loss_fn(model(x), y) * (len(x) / n_total) for x, y in batches)
 
     return closure
+
+
+def regulariser_constant(loss_fn, batches: Batches) -> float:
+    """C0: the part of ``loss_fn``'s clip-weighted value over ``batches`` that does not depend
+    on the network, with the learned reliability held fixed -- for CSU the regulariser
+    sum_c s_c / 2 (mean_c s_c / 2 with ``class_reduction="mean"``); 0 for a loss without a
+    learned reliability (BCE). The loss minus C0 is the data term scale * exp(-s) * BCE (>= 0),
+    the base of the relative epsilon-sharpness.
+
+    Computed as the loss of a copy of the reliability with its data-term factor ``scale`` set
+    to 0, on the batches' targets (so a regulariser that weights s by the targets is covered
+    too); ``loss_fn`` itself is not changed."""
+    rel = reliability(loss_fn)
+    if rel is None:
+        return 0.0
+    zero = copy.deepcopy(rel)
+    zero.scale = 0.0
+    batches = as_batches(batches)
+    n_total = sum(len(y) for _, y in batches)
+    with torch.no_grad():
+        return float(sum(float(zero(torch.zeros(y.shape, device=y.device), y)) * (len(y) / n_total)
+                         for _, y in batches))
 
 
 def _dot(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> torch.Tensor:
@@ -132,13 +161,16 @@ def hessian_trace(loss_closure: LossClosure, params: Sequence[torch.Tensor], n_s
 
 def epsilon_sharpness(loss_closure: LossClosure, params: Sequence[torch.Tensor], epsilon: float = 1e-3, *,
                       steps: int = 5, step_size: Optional[float] = None,
-                      generator: Optional[torch.Generator] = None, return_info: bool = False):
+                      generator: Optional[torch.Generator] = None, constant: float = 0.0,
+                      return_info: bool = False):
     """Max loss rise within the L2 ball of radius ``epsilon * ||params||`` (see the module
     docstring): projected normalised gradient ascent for ``steps`` gradient steps (step size:
     the radius unless given), the largest rise among the visited points (>= 0, a lower bound of
     the true maximum). The parameters are modified during the search and restored exactly.
 
-    With ``return_info`` also ``{"radius", "loss", "relative" (100 * rise / (1 + loss)),
+    ``constant``: C0, the part of the loss that does not depend on ``params``
+    (:func:`regulariser_constant`); it only enters ``relative``. With ``return_info`` also
+    ``{"radius", "loss", "data_loss" (loss - C0), "relative" (100 * rise / (1 + loss - C0)),
     "rises"}``.
     """
     params = list(params)
@@ -175,7 +207,9 @@ def epsilon_sharpness(loss_closure: LossClosure, params: Sequence[torch.Tensor],
                 p.copy_(p0)
     rise = max([0.0, *rises])
     if return_info:
-        return rise, {"radius": radius, "loss": base, "relative": 100.0 * rise / (1.0 + base), "rises": rises}
+        data = base - float(constant)
+        return rise, {"radius": radius, "loss": base, "data_loss": data, "relative": 100.0 * rise / (1.0 + data),
+                      "rises": rises}
     return rise
 
 
@@ -207,7 +241,9 @@ def geometry_summary(model: nn.Module, loss_fn: nn.Module, batches: Batches, *,
     :func:`perturbed_parameter_names`). Every statistic draws from its own
     ``torch.Generator`` seeded by ``seed`` (so each is reproducible alone). Returns
     ``{"loss", "top_eigenvalue", "hessian_trace", "epsilon_sharpness", "mean_loss_rise",
-    "settings": {...}, "details": {...}}``; the model is left as it was (parameters and mode).
+    "settings": {...}, "details": {...}}`` (``details["epsilon_sharpness"]["relative"]``: the
+    rise relative to the data term, see the module docstring); the model is left as it was
+    (parameters and mode).
     """
     names = list(param_names) if param_names is not None else perturbed_parameter_names(model)
     named = dict(model.named_parameters())
@@ -225,7 +261,7 @@ def geometry_summary(model: nn.Module, loss_fn: nn.Module, batches: Batches, *,
         eig, eig_info = top_hessian_eigenvalue(closure, params, power_iters, tol, gen(1), return_info=True)
         trace, trace_info = hessian_trace(closure, params, trace_samples, gen(2), return_info=True)
         sharp, sharp_info = epsilon_sharpness(closure, params, epsilon, steps=ascent_steps, generator=gen(3),
-                                              return_info=True)
+                                              constant=regulariser_constant(loss_fn, batches), return_info=True)
     rise, rise_info = mean_loss_rise(model, loss_fn, batches, radius=radius, n_directions=n_directions,
                                      generator=gen(4), batch_points=batch_points, return_info=True)
     return {

@@ -19,7 +19,7 @@ import pandas as pd
 
 from ..core.errors import RunRecordError
 from ..core.stats import mean_ci
-from ..losses import multiplier_of, scale_of, sigma_of
+from ..losses import multiplier_of, scale_of, sides_of, sigma_of
 from ..records import RunRecord
 
 
@@ -98,10 +98,23 @@ def group_label(values: dict) -> str:
 
 
 def final_log_sigma2(record: RunRecord) -> np.ndarray:
-    """The final learned ``s_c = log sigma_c^2`` (C,) of a CSU run (last logged step), float64."""
+    """The learned ``s_c = log sigma_c^2`` (C,) that goes with the run's selected weights (the
+    best validation epoch, what ``model.pt`` holds), float64: the record's ``reliability`` block,
+    or (records written before it existed) the log's last step of the best epoch -- not the last
+    logged step, which belongs to later weights when early stopping kept an earlier epoch."""
     if not record.learns_sigma:
         raise RunRecordError(f"{record.path} has no sigma log (loss {record.config.loss.name!r} learns no sigma)")
-    return record.log_sigma2[-1].astype(np.float64)
+    stored = (record.final_metrics or {}).get("reliability")
+    if stored is not None:
+        s = np.asarray(stored["log_sigma2"], np.float64)
+    else:
+        steps = len(record.log_sigma2) // max(1, len(record.history))
+        best = int((record.final_metrics or {}).get("best_epoch", len(record.history) - 1))
+        s = record.log_sigma2[(best + 1) * steps - 1].astype(np.float64)
+    if sides_of(record.config.loss) != 1:
+        raise RunRecordError(f"{record.path} is a two-sided CSU run ({len(s)} values of s): read s+ and s- "
+                             "with csu_lib.analysis.audit, not as one sigma per class")
+    return s
 
 
 def class_truth(record: RunRecord) -> tuple[np.ndarray, np.ndarray] | None:
@@ -201,3 +214,29 @@ def class_trajectories(record: RunRecord, grid: int | np.ndarray = 101, *,
     values = {"multiplier": record.multiplier, "sigma": record.sigma,
               "log_sigma2": record.log_sigma2.astype(np.float64)}[quantity]
     return grid, np.stack([np.interp(grid, progress, values[:, c]) for c in range(values.shape[1])], axis=1)
+
+
+def stationarity_table(records: Sequence[RunRecord]) -> pd.DataFrame:
+    """One row per CSU run: how it learned s (``fit``), and the median over classes of |s - s*| for
+    the selected model, s* = log(2 * scale * mean BCE_c) over the training clips. ``recomputed``:
+    the same median computed here from the record's files (``scores_train.npy`` and the corrupted
+    training labels), independently of the training code; NaN for a clean run (its record keeps
+    no training labels) and for a record written before the gap was stored (``stored`` NaN)."""
+    rows = []
+    for rec in records:
+        if not rec.learns_sigma or sides_of(rec.config.loss) != 1:
+            continue
+        stored = (rec.final_metrics or {}).get("reliability") or {}
+        s = final_log_sigma2(rec)
+        result = rec.corruption()
+        recomputed = float("nan")
+        if result is not None and rec.config.method.name == "none":
+            y = np.asarray(result.labels, np.float64)
+            p = np.clip(rec.scores("train").astype(np.float64), 1e-7, 1 - 1e-7)
+            bce = -(y * np.log(p) + (1 - y) * np.log1p(-p))
+            star = np.log(2 * scale_of(rec.config.loss) * bce.mean(axis=0))
+            recomputed = float(np.median(np.abs(s - star)))
+        rows.append({"path": str(rec.path), "condition": rec.config.corruption.label,
+                     "seed": rec.config.train.seed, "fit": rec.config.loss.csu_fit,
+                     "stored": float(stored.get("median_abs_gap", np.nan)), "recomputed": recomputed})
+    return pd.DataFrame(rows, columns=["path", "condition", "seed", "fit", "stored", "recomputed"])

@@ -31,6 +31,13 @@ class Serialisable:
         return _from_plain(cls, data, where or cls.__name__)
 
     @classmethod
+    def from_stored(cls, data: dict[str, Any], *, where: str = ""):
+        """Like :meth:`from_dict`, for a configuration a run stored: a field added since (one of
+        ``HASH_OMIT``) that the stored dict lacks takes the value that reproduces the behaviour
+        the run was trained with, not today's default (an old CSU record learned s by gradient)."""
+        return cls.from_dict(_with_legacy(cls, data), where=where)
+
+    @classmethod
     def from_json(cls, text: str):
         return cls.from_dict(json.loads(text))
 
@@ -41,12 +48,42 @@ class Serialisable:
             raise ConfigError(f"unknown {type(self).__name__} field(s) {unknown}; valid: {sorted(names)}")
         return dataclasses.replace(self, **changes)
 
+    #: field -> the value at which :meth:`hash` leaves it out (fields added after ids were stored)
+    HASH_OMIT: dict = {}
+
+    def hash_omitted(self) -> set:
+        """The fields :meth:`hash` leaves out: those of ``HASH_OMIT`` holding their listed value."""
+        return {name for name, value in self.HASH_OMIT.items() if _to_plain(getattr(self, name)) == value}
+
     def hash(self, length: int = 12) -> str:
         """A stable hash of the configuration (key order, formatting and ``1`` vs ``1.0`` for a
         float field do not matter: the dict is normalised through ``from_dict`` first)."""
-        normalised = type(self).from_dict(self.to_dict()).to_dict()
+        normalised = _omit_legacy(type(self).from_dict(self.to_dict()))
         blob = json.dumps(normalised, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(blob.encode()).hexdigest()[:length]
+
+
+def _omit_legacy(obj: Any) -> Any:
+    """The plain dict of ``obj`` for hashing, without the fields its ``hash_omitted()`` names.
+    Fields added after run ids were first stored are left out while they hold the value that
+    reproduces the earlier behaviour (or do not apply), so adding them leaves every existing run
+    id unchanged (tests/test_run_ids.py)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        omit = obj.hash_omitted() if isinstance(obj, Serialisable) else set()
+        return {f.name: _omit_legacy(getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.name not in omit}
+    return _to_plain(obj)
+
+
+def _with_legacy(tp: Any, data: Any) -> Any:
+    """``data`` with the missing ``HASH_OMIT`` fields of ``tp`` (and its nested configs) filled in."""
+    if not (dataclasses.is_dataclass(tp) and isinstance(data, dict)):
+        return data
+    hints = typing.get_type_hints(tp)
+    out = {**{k: v for k, v in getattr(tp, "HASH_OMIT", {}).items() if k not in data}, **data}
+    for f in dataclasses.fields(tp):
+        if f.name in out and dataclasses.is_dataclass(hints[f.name]):
+            out[f.name] = _with_legacy(hints[f.name], out[f.name])
+    return out
 
 
 def _to_plain(obj: Any) -> Any:

@@ -107,9 +107,23 @@ class DataConfig(Serialisable):
     #: Check every audio file first; unreadable, missing, empty or truncated clips are dropped
     #: and listed in the run record's ``skipped_clips.json`` instead of stopping the run.
     skip_unreadable: bool = False
+    #: ``(k, K)``: the run trains on its training split without fold ``k`` of ``K`` (the clips of
+    #: the split dealt into K folds by a permutation seeded by ``train.seed``,
+    #: :func:`csu_lib.training.prepare.training_folds`); what the out-of-fold teachers of
+    #: ``MethodConfig.teacher_folds`` train on. None: the whole training split.
+    holdout_fold: Optional[tuple[int, int]] = None
+
+    # fields added after run ids were stored: omitted from the hash at their earlier behaviour
+    HASH_OMIT = {"holdout_fold": None}
 
     def __post_init__(self) -> None:
         registry.check("dataset", self.dataset)
+        if self.holdout_fold is not None:
+            fold = self.holdout_fold
+            _check(isinstance(fold, tuple) and len(fold) == 2
+                   and all(isinstance(v, int) and not isinstance(v, bool) for v in fold)
+                   and fold[1] >= 2 and 0 <= fold[0] < fold[1], "data.holdout_fold",
+                   "must be None or (k, K) with integers K >= 2 and 0 <= k < K", fold)
         if self.dataset != "embedded" and not self.root:
             raise ConfigError(f"data.root must point at the {self.dataset} folder")
         _check(self.clip_seconds is None or (_is_number(self.clip_seconds) and self.clip_seconds > 0),

@@ -22,7 +22,8 @@ class CorruptionConfig(Serialisable):
     soft positive) | missing (positive removed). ``ratio``: fraction of training clips corrupted
     (exactly ``round(ratio * N)``). ``target``: uniform | similar (SAN/MAN replacement class
     drawn from the dataset's class similarity). ``profile``: uniform | concentrated (only
-    ``k_classes`` source classes) | graded (per-class rates with mean ``ratio``).
+    ``k_classes`` source classes) | graded (per-class rates with mean ``ratio``) | audit (half the
+    classes corrupted at within-class levels 0.4/0.7/1.0 x ``ratio``, the rest untouched controls).
     ``nested``: the clips corrupted at a smaller ratio are among those at a larger one.
     """
 
@@ -46,8 +47,8 @@ class CorruptionConfig(Serialisable):
                "must lie in [0, 1]", self.ratio)
         _check(self.target in ("uniform", "similar"), "corruption.target", "must be 'uniform' or 'similar'",
                self.target)
-        _check(self.profile in ("uniform", "concentrated", "graded"), "corruption.profile",
-               "must be 'uniform', 'concentrated' or 'graded'", self.profile)
+        _check(self.profile in ("uniform", "concentrated", "graded", "audit"), "corruption.profile",
+               "must be 'uniform', 'concentrated', 'graded' or 'audit'", self.profile)
         _check(isinstance(self.k_classes, int) and self.k_classes >= 1, "corruption.k_classes",
                "must be a positive integer", self.k_classes)
         _check(self.graded_concentration > 0, "corruption.graded_concentration", "must be positive",
@@ -80,8 +81,9 @@ class MethodConfig(Serialisable):
     - ``mixup_or``: 1..``max_mix`` clips mixed with random level offsets (N(0, ``level_db_std``) dB),
       labels OR-joined; ``mixup``: standard mixup, Beta(``mixup_alpha``) weights, labels interpolated.
     ``teacher``: a teacher run directory or a score file (.npy, (n_train, C) probabilities in the
-    training split's order); None trains a BCE teacher with the same data, corruption and model.
-    Any method combines with any loss (e.g. CSU + mixup_or).
+    training split's order); None trains a BCE teacher with the same data, corruption and model
+    (or ``teacher_folds`` >= 2 of them, each scoring the fold it never trained on). Any method
+    combines with any loss (e.g. CSU + mixup_or).
     """
 
     name: str = "none"
@@ -95,9 +97,27 @@ class MethodConfig(Serialisable):
     max_mix: int = 2
     level_db_std: float = 2.0
     mixup_alpha: float = 0.4
+    #: The teacher trained when ``teacher`` is None. 1: one BCE run on the whole training split,
+    #: which scores its own training clips (in-sample). K >= 2: out-of-fold: the training split is
+    #: dealt into K folds (seeded by ``train.seed``), K BCE teachers are trained, teacher k on every
+    #: fold but k (``DataConfig.holdout_fold``), and each clip is scored by the teacher that never
+    #: trained on it (:mod:`csu_lib.training.teacher`).
+    teacher_folds: int = 1
+
+    # fields added after run ids were stored: omitted from the hash at their earlier behaviour
+    HASH_OMIT = {"teacher_folds": 1}
 
     def __post_init__(self) -> None:
         registry.check("method", self.name)
+        _check(isinstance(self.teacher_folds, int) and not isinstance(self.teacher_folds, bool)
+               and self.teacher_folds >= 1, "method.teacher_folds", "must be an integer >= 1", self.teacher_folds)
+        if self.teacher_folds > 1:
+            _check(self.needs_teacher, "method.teacher_folds",
+                   f"> 1 (an out-of-fold teacher) needs a method that learns from a teacher (teacher_mask, "
+                   f"label_correction, psl), not {self.name!r}", self.teacher_folds)
+            _check(self.teacher is None, "method.teacher_folds",
+                   f"> 1 trains its own fold teachers; it cannot be combined with method.teacher={self.teacher!r}",
+                   self.teacher_folds)
         _check(_is_number(self.mask_percent) and 0 <= self.mask_percent <= 100, "method.mask_percent",
                "must lie in [0, 100]", self.mask_percent)
         _check(_is_number(self.threshold) and 0 < self.threshold < 0.5, "method.threshold",
@@ -142,9 +162,23 @@ class LossConfig(Serialisable):
     csu_lr: Optional[float] = None  # None: the model's learning rate
     csu_scale: str = "full"  # "full": exp(-s) * BCE; "half": exp(-s) / 2 * BCE (1/(2 sigma^2))
     csu_class_reduction: str = "sum"  # "sum" or "mean" over classes
+    #: how s is learned: "stationary" (after every epoch s is set to its closed-form optimum for
+    #: the network of that moment, from the training clips in eval mode) or "gradient" (s is a
+    #: parameter of the optimiser with learning rate csu_lr: the paper's form, read before its
+    #: stationary point unless the run is long; methods.md section 1)
+    csu_fit: str = "stationary"
+
+    # fields added after run ids were stored: omitted from the hash at their earlier behaviour
+    HASH_OMIT = {"csu_fit": "gradient"}
+
+    def hash_omitted(self) -> set:
+        # a loss without a learned reliability has no use for csu_fit: BCE ids never change
+        return super().hash_omitted() | ({"csu_fit"} if self.name == "bce" else set())
 
     def __post_init__(self) -> None:
         registry.check("loss", self.name)
+        _check(self.csu_fit in ("stationary", "gradient"), "loss.csu_fit", "must be 'stationary' or 'gradient'",
+               self.csu_fit)
         lo, hi = self.csu_clamp
         _check(lo < hi and lo <= self.csu_init <= hi, "loss.csu_clamp",
                "must be (low, high) with low <= csu_init <= high", self.csu_clamp)

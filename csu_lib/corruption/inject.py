@@ -11,6 +11,7 @@ import pandas as pd
 
 from ..config import CorruptionConfig
 from ..core.errors import ConfigError
+from .audit import audit_corruption
 from .result import KIND_CODES, CorruptionResult, rates_from_labels
 
 # ---------------------------------------------------------------------------------------------
@@ -163,7 +164,9 @@ def corrupt_labels(clean: np.ndarray, config: CorruptionConfig, *, similarity: n
 
     Profiles: ``uniform`` (clips drawn uniformly among the eligible), ``concentrated`` (only the
     :func:`concentrated_source_classes` can be sources), ``graded`` (per-class rates ∝
-    :func:`graded_class_weights`, counts by :func:`_graded_allocation`).
+    :func:`graded_class_weights`, counts by :func:`_graded_allocation`), ``audit`` (half the
+    classes corrupted at within-class levels up to ``ratio``, the others untouched controls:
+    :mod:`csu_lib.corruption.audit`; ``ratio`` is then the top level, not a share of all clips).
 
     Nesting (``config.nested``): clips are taken as a prefix of one seeded priority order and
     every per-clip decision (source, target, soft value) comes from seeded per-clip uniforms;
@@ -181,6 +184,8 @@ def corrupt_labels(clean: np.ndarray, config: CorruptionConfig, *, similarity: n
     target_class = np.full(n_clips, -1, dtype=np.int64)
 
     n_target = _n_target(config, n_clips)
+    if config.profile == "audit" and config.kind != "none" and config.ratio > 0:
+        return audit_corruption(clean, config)
     if config.kind == "none" or n_target == 0:
         class_rate, noise_rate = rates_from_labels(clean, labels, changed, source_class)
         return CorruptionResult(config, labels, clean, changed, kind_code, source_class, target_class,

@@ -55,7 +55,7 @@ class CorruptionResult:
     @classmethod
     def from_stored(cls, meta: dict, arrays: dict[str, np.ndarray]) -> "CorruptionResult":
         """The inverse of :meth:`meta` and :meth:`arrays` (the run record reads them back)."""
-        return cls(config=CorruptionConfig.from_dict(meta["config"]), **{name: arrays[name] for name in cls.ARRAYS})
+        return cls(config=CorruptionConfig.from_stored(meta["config"]), **{name: arrays[name] for name in cls.ARRAYS})
 
 
 def rates_from_labels(clean: np.ndarray, labels: np.ndarray, changed: np.ndarray,

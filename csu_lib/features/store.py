@@ -140,8 +140,12 @@ class StoreWriter:
 
 
 def feature_key(manifest: Manifest, frontend: FrontendConfig, clip_seconds: float) -> str:
-    """The store's folder name: a hash of the dataset content, the front-end and the clip length."""
+    """The store's folder name: a hash of the dataset content, the front-end and the clip length.
+    A ``top_db`` front-end's key also names the per-clip dB floor (stores built when the floor
+    was taken over a whole block of clips are not reused)."""
     blob = f"{manifest.content_key()}|{frontend.hash(16)}|{clip_seconds:.6f}"
+    if frontend.top_db is not None:
+        blob += "|top_db-per-clip"
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 

@@ -5,8 +5,9 @@
     config.json          the RunConfig (written first; a rerun with another config is refused)
     versions.json        python / torch / torchaudio / numpy / csu_lib / platform / device
     history.json         per-epoch metrics (rewritten atomically after every epoch)
-    log_sigma2.npy       (steps, C) float32: s_c = log sigma_c^2 after every optimiser step, for a
-                         loss that learns a reliability (CSU); records written before this name
+    log_sigma2.npy       (steps, C) float32: s_c = log sigma_c^2 after every optimiser step (the last
+                         step of an epoch: after the epoch's stationary fit, loss.csu_fit), for a
+                         loss that learns a reliability (CSU; 2C for csu2); records written before this name
                          hold the same array as ``sigma.npy`` and still read
     checkpoint.pt        latest resumable state (model, loss, optimiser, RNG, history, s log)
     corruption_*.npy     what the injector did to the training labels (when corrupted), and

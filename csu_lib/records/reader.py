@@ -56,11 +56,12 @@ def load_checkpoint(run_dir: str | os.PathLike) -> Optional[dict]:
 
 
 def read_config(run_dir: str | os.PathLike) -> RunConfig:
-    """The :class:`RunConfig` of a run directory (``config.json``)."""
+    """The :class:`RunConfig` of a run directory (``config.json``; fields added since it was
+    written take the value it was trained with: :meth:`RunConfig.from_stored`)."""
     path = Path(run_dir) / L.CONFIG
     if not path.is_file():
         raise RunRecordError(f"{run_dir} is not a run directory (no config.json)")
-    return RunConfig.from_dict(read_json(path))
+    return RunConfig.from_stored(read_json(path))
 
 
 @dataclass

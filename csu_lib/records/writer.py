@@ -44,8 +44,9 @@ def prepare_run_dir(run_dir: str | os.PathLike, config: RunConfig) -> Path:
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg_path = run_dir / L.CONFIG
     if cfg_path.is_file():
-        existing = read_json(cfg_path)
-        if existing != config.to_dict():
+        # the same run: the same hash (the run id), fields added since it was written included
+        existing = RunConfig.from_stored(read_json(cfg_path))
+        if existing.hash(64) != config.hash(64):
             raise RunRecordError(
                 f"{run_dir} holds a run of another configuration (config.json differs); "
                 "use another run directory or delete this one")

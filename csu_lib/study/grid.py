@@ -8,6 +8,7 @@ hash of its configuration, so a run is trained once whichever study asks for it.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
@@ -93,12 +94,33 @@ def load_study(path: str | os.PathLike) -> tuple[str, list[RunConfig]]:
     return str(spec.get("name") or path.stem), configs
 
 
+def audit_configs(profile: str, *, kinds: Sequence[str] = ("san", "man", "sln", "missing"), ratio: float = 0.5,
+                  losses: Sequence[str] = ("csu",), models: Optional[Sequence[str]] = None,
+                  seeds: Optional[Sequence[int]] = None, epochs: Optional[int] = None,
+                  device: str = "auto") -> list[RunConfig]:
+    """The runs of the class-noise audit (``corruption.profile="audit"``, :mod:`csu_lib.corruption.audit`):
+    every kind x model x loss (``csu``, ``csu2``) x seed, corrupted classes at levels up to ``ratio``
+    beside untouched control classes, the corruption drawn anew for every seed."""
+    if isinstance(kinds, str) or not list(kinds) or not set(kinds) <= {"san", "man", "sln", "missing"}:
+        raise ConfigError(f"audit_kinds must be a non-empty list of san, man, sln, missing, got {kinds!r}")
+    if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or not 0 < ratio <= 0.5:
+        raise ConfigError(f"audit_ratio must lie in (0, 0.5] (the top within-class level; above 0.5 the noisy "
+                          f"label would be the majority of its class), got {ratio!r}")
+    bad = [loss for loss in losses if loss not in ("csu", "csu2")]
+    if bad or isinstance(losses, str):
+        raise ConfigError(f"the audit reads a learned sigma: losses must be csu and/or csu2, got {losses!r}")
+    return grid(profile, conditions=[f"{k}:{ratio}" for k in kinds], losses=list(losses), models=models, seeds=seeds,
+                epochs=epochs, device=device, corruption={"profile": "audit"})
+
+
 def comparison_configs(profile: str, condition: str, methods: Sequence[str], seeds: Sequence[int], *,
                        method_options: Optional[Mapping[str, Any]] = None,
                        **run_config_kwargs) -> dict[str, list[RunConfig]]:
     """``{method spec: [one RunConfig per seed]}`` on one corruption ``condition`` (e.g.
     ``"san:0.5"``). ``method_options``: MethodConfig field overrides for every method (e.g.
-    ``{"mask_percent": 2}``); other keywords go to :func:`csu_lib.study.run_config`."""
+    ``{"mask_percent": 2}``); other keywords go to :func:`csu_lib.study.run_config`. A teacher
+    method's spec may end in ``@oof<K>`` (e.g. ``"bce+teacher_mask@oof5"``): its teacher is then
+    out-of-fold with K folds (``MethodConfig.teacher_folds``), next to the in-sample one."""
     corruption = parse_condition(condition)
     if "name" in dict(method_options or {}):
         raise ConfigError("method_options cannot set 'name'; name the method in methods ('<loss>+<method>')")
@@ -108,11 +130,26 @@ def comparison_configs(profile: str, condition: str, methods: Sequence[str], see
         raise ConfigError("seeds must hold at least one seed")
     out: dict[str, list] = {}
     for spec in methods:
-        loss, name = parse_method_spec(spec)
+        base, variant = _method_variant(spec)
+        loss, name = parse_method_spec(base)
+        options = {**dict(method_options or {}), **variant}
         out[str(spec)] = [run_config(profile, loss=loss, seed=int(seed), corruption=corruption, **run_config_kwargs)
-                          .replace(method=MethodConfig(name=name, **dict(method_options or {})))
+                          .replace(method=MethodConfig(name=name, **options))
                           for seed in seeds]
     return out
+
+
+def _method_variant(spec: str) -> tuple[str, dict]:
+    """``"bce+teacher_mask@oof5"`` -> ``("bce+teacher_mask", {"teacher_folds": 5})``; a spec
+    without ``@`` -> ``(spec, {})``."""
+    base, at, variant = str(spec).strip().partition("@")
+    if not at:
+        return base, {}
+    match = re.fullmatch(r"oof(\d+)", variant.strip())
+    if match is None or int(match.group(1)) < 2:
+        raise ConfigError(f"method {spec!r}: the one variant is '@oof<K>' (an out-of-fold teacher of K >= 2 "
+                          "folds), e.g. 'bce+teacher_mask@oof5'")
+    return base.strip(), {"teacher_folds": int(match.group(1))}
 
 
 def mask_sweep_configs(profile: str, condition: str, percents: Sequence[float], seeds: Sequence[int], *,

@@ -17,14 +17,17 @@ from .method_rules import POSITIVE, psl_chunk_layout
 from .methods import BATCH_METHODS, METHODS, Method, build_method
 from .planner import dependencies, plan
 from .predict import predict
-from .prepare import DataCache, PreparedData, data_key, prepare_data, resolve_device
+from .prepare import (DataCache, PreparedData, data_key, prepare_data, resolve_device, restrict_training,
+                      training_folds)
 from .run import train_run
 from .setup import group_seed, lr_factor
 from .stacked import StackedRuns
-from .teacher import teacher_config, teacher_run_dir, teacher_scores
+from .teacher import (TeacherLabelsWarning, fold_teacher_configs, teacher_config, teacher_run_dir,
+                      teacher_scores)
 
 __all__ = ["BATCH_METHODS", "METHODS", "POSITIVE", "VARYING", "DataCache", "Method", "PreparedData", "RunState",
-           "StackedRuns", "StepHook", "build_method", "check_group", "data_key", "dependencies", "group_key",
-           "group_seed", "groupable", "lr_factor", "plan", "plan_groups", "predict", "prepare_data",
-           "psl_chunk_layout", "resolve_device", "teacher_config", "teacher_run_dir", "teacher_scores",
-           "train_epochs", "train_group", "train_run"]
+           "StackedRuns", "StepHook", "TeacherLabelsWarning", "build_method", "check_group", "data_key",
+           "dependencies", "fold_teacher_configs", "group_key", "group_seed", "groupable", "lr_factor", "plan",
+           "plan_groups", "predict", "prepare_data", "psl_chunk_layout", "resolve_device", "restrict_training",
+           "teacher_config", "teacher_run_dir", "teacher_scores", "train_epochs", "train_group", "train_run",
+           "training_folds"]

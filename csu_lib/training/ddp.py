@@ -167,6 +167,13 @@ class Distributed(SingleProcess):
             val = M.evaluate(scores, data.manifest.labels[data.val_idx])
         return [self.ctx.broadcast_object(val)]
 
+    def train_scores(self, states: Sequence[RunState]) -> list[Optional[np.ndarray]]:
+        """Rank 0 scores the training clips (the others wait for its s: :meth:`set_log_sigma2`)."""
+        return super().train_scores(states) if self.is_main else [None]
+
+    def set_log_sigma2(self, k: int, values: Optional[np.ndarray]) -> None:
+        super().set_log_sigma2(k, self.ctx.broadcast_object(values))
+
     def rng_state(self) -> dict:
         """Every rank's RNG state (a collective: all ranks call it)."""
         cuda_state = torch.cuda.get_rng_state(self.device) if self.device.type == "cuda" else None

@@ -32,6 +32,7 @@ from ..config import RunConfig
 from ..core.errors import RunRecordError
 from ..evaluation import final_metrics
 from ..features import FeatureLoader
+from ..losses import LearnedReliability, reliability
 from ..models import count_parameters
 from ..records import finalize, save_checkpoint, versions, write_model, write_progress, write_scores, write_start
 from .methods import Method, build_method
@@ -69,12 +70,15 @@ class RunState:
         self.bad_epochs, self.stopped, self.loss_state = ckpt["bad_epochs"], ckpt.get("stopped", False), ckpt["loss"]
         return ckpt["epoch"] + 1
 
-    def end_epoch(self, row: dict, model_state: Optional[dict]) -> None:
+    def end_epoch(self, row: dict, model_state: Optional[dict], loss_state: dict) -> None:
         """Record a finished epoch: its history row, the best weights (by validation mAP,
-        ``model_state`` a CPU copy) and the early-stopping decision."""
+        ``model_state`` a CPU copy) with the loss state of the same moment (the learned s that
+        goes with those weights) and the early-stopping decision."""
         self.history.append(row)
+        self.loss_state = loss_state
         if row["val.mAP"] > self.best["score"]:
-            self.best = {"score": row["val.mAP"], "epoch": row["epoch"], "state": model_state}
+            self.best = {"score": row["val.mAP"], "epoch": row["epoch"], "state": model_state,
+                         "loss_state": loss_state}
             self.bad_epochs = 0
         else:
             self.bad_epochs += 1
@@ -153,9 +157,43 @@ class Backend:
         """(model, loss) of run k to load the best weights into and score with."""
         raise NotImplementedError
 
+    def reliability(self) -> Optional[LearnedReliability]:
+        """The learned reliability of the runs' loss (its settings; None for BCE)."""
+        return None
+
+    def train_scores(self, states: Sequence[RunState]) -> list[Optional[np.ndarray]]:
+        """Every run's (n_train, C) scores on its training clips in eval mode (None where this
+        process does not compute them)."""
+        raise NotImplementedError
+
+    def set_log_sigma2(self, k: int, values: Optional[np.ndarray]) -> None:
+        """Set run k's s (DDP: the main process's ``values`` go to every rank)."""
+        raise NotImplementedError
+
     def record_extra(self) -> tuple[dict, dict]:
         """(extra versions, extra record summary) of this way of training."""
         return {}, {}
+
+
+def fit_reliability(backend: Backend, states: Sequence[RunState]) -> bool:
+    """The stationary fit of s (``loss.csu_fit="stationary"``), after every epoch: each active
+    run's s becomes the optimum of its loss for the network of that moment, from the network's
+    eval-mode scores on the training clips against the run's targets and loss mask. Returns
+    whether it fitted (False for BCE and for s learned by gradient)."""
+    rel = backend.reliability()
+    if rel is None or rel.fits_by_gradient:
+        return False
+    scores = backend.train_scores(states)
+    current = backend.log_sigma2().cpu().numpy()
+    for k, state in enumerate(states):
+        if state.stopped:
+            continue
+        values = None
+        if scores[k] is not None:
+            mask = None if state.mask is None else state.mask.cpu().numpy()
+            values = rel.stationary_log_sigma2(scores[k], state.targets.cpu().numpy(), mask, current=current[k])
+        backend.set_log_sigma2(k, values)
+    return True
 
 
 def restore(backend: Backend, states: Sequence[RunState], ckpts: Sequence[Optional[dict]]) -> int:
@@ -204,6 +242,8 @@ def train_epochs(backend: Backend, states: Sequence[RunState], start_epoch: int,
                     s_buf[step] = backend.log_sigma2()
                 bar.update(1)
             loss_sum = backend.end_epoch(epoch, loss_sum, s_buf)
+            if fit_reliability(backend, states) and s_buf is not None:
+                s_buf[-1] = backend.log_sigma2()  # the log's last step of an epoch holds the epoch's fit
             s_np = s_buf.cpu().numpy() if s_buf is not None else None
             vals = backend.validate(states)
             seconds = time.perf_counter() - t0
@@ -215,8 +255,7 @@ def train_epochs(backend: Backend, states: Sequence[RunState], start_epoch: int,
                     state.log_sigma2.append(s_np[:, k])
                 row = {"epoch": epoch, "train_loss": float(loss_sum[k]) / steps_per_epoch, "seconds": seconds,
                        **{f"val.{key}": v for key, v in vals[k].items()}}
-                state.end_epoch(row, model_states[k])
-                state.loss_state = backend.loss_state(k)
+                state.end_epoch(row, model_states[k], backend.loss_state(k))
                 if backend.is_main:
                     write_progress(state.run_dir, state.history, state.log_sigma2, steps_per_epoch)
             rng = backend.rng_state()
@@ -267,7 +306,8 @@ def finish_run(backend: Backend, k: int, state: RunState) -> None:
     config, data, tc = state.config, state.data, state.config.train
     model, loss_fn = backend.final_model(k, state)
     model.load_state_dict(state.best["state"])
-    loss_fn.load_state_dict(state.loss_state)
+    # the s of the selected epoch (checkpoints written before it was kept there: the last s)
+    loss_fn.load_state_dict(state.best.get("loss_state") or state.loss_state)
     scores = {}
     for split in ("train", "val", "test"):
         scores[split] = predict(model, backend.feats, data.split_rows(split), tc.eval_batch_size, backend.device)
@@ -275,6 +315,10 @@ def finish_run(backend: Backend, k: int, state: RunState) -> None:
     rows = {split: data.split_rows(split) for split in scores}
     final = {**final_metrics(data.manifest, scores, rows, data.corruption),
              **convergence(state.best["epoch"], len(state.history), state.stopped, tc.epochs)}
+    rel = reliability(loss_fn)
+    if rel is not None:  # s of the selected model against its stationary point for those weights
+        mask = None if state.mask is None else state.mask.cpu().numpy()
+        final["reliability"] = rel.stationarity(scores["train"], state.targets.cpu().numpy(), mask)
     write_model(state.run_dir, config, model_state=state.best["state"], loss_state=loss_fn.state_dict(),
                 class_names=data.manifest.class_names)
     extra_versions, extra_summary = backend.record_extra()

@@ -3,7 +3,9 @@
 
 - Runs are compatible when their configurations differ only in the seed and the corruption
   settings (:data:`VARYING`): they share the audio, the features, the backbone, the loss, the
-  method and every training setting (:func:`check_group` names the field that differs).
+  method and every training setting (:func:`check_group` names the field that differs). Runs
+  that train on a part of their split (``data.holdout_fold``, out-of-fold teachers) group only
+  with runs of the same seed, which cuts the split alike.
 - Methods that transform batches (:data:`csu_lib.training.methods.BATCH_METHODS`: mixup, PSL)
   are trained one run at a time (:func:`groupable`); teacher methods group fine (each run gets
   its own teacher, trained first).
@@ -36,7 +38,7 @@ from ..records import RunRecord, flatten_into, is_complete, load_checkpoint, loa
 from .distributed import world_size_from_env
 from .engine import StepHook, finish_run, make_state, restore, start_runs, train_epochs
 from .methods import BATCH_METHODS
-from .prepare import DataCache, PreparedData, resolve_device
+from .prepare import DataCache, PreparedData, resolve_device, restrict_training
 from .run import train_dependencies, train_run
 from .stacked import Stacked
 
@@ -49,7 +51,8 @@ def _shared_settings(config: RunConfig) -> dict:
     """The configuration without the fields a group may vary (:data:`VARYING`)."""
     d = config.to_dict()
     d.pop("corruption")
-    d["train"].pop("seed")
+    if config.data.holdout_fold is None:  # a fold teacher's training clips depend on its seed
+        d["train"].pop("seed")
     return d
 
 
@@ -150,7 +153,7 @@ def _train_stacked(configs: list[RunConfig], dirs: list[Path], given: list[Optio
                    on_step: Optional[StepHook]) -> None:
     """Train the pending runs of a group (checkpoints in step) as one stacked model."""
     prepared = DataCache(data_dir=data_dir, cache_dir=cache_dir, progress=progress)
-    datas = [g if g is not None else prepared(c) for c, g in zip(configs, given)]
+    datas = [restrict_training(g, c) if g is not None else prepared(c) for c, g in zip(configs, given)]
     if any(d.store.path != datas[0].store.path or not np.array_equal(d.train_idx, datas[0].train_idx)
            for d in datas[1:]):
         raise ConfigError("the runs of a vectorised group must share one feature store and training split")

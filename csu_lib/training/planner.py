@@ -3,10 +3,12 @@
 A run whose method learns from a teacher (teacher masking, label correction, pseudo strong
 labels) without an explicit ``method.teacher`` needs its teacher run -- the plain-BCE run of the
 same data, corruption, model and seed, in the same runs folder
-(:func:`csu_lib.training.teacher.teacher_config`) -- to be complete before it starts. This module
-is the one place that knows it: :func:`dependencies` for one run (``train_run`` and vectorised
-groups train them first), :func:`plan` for a sweep (the local engine trains in that order, the
-Ray engine submits a student after its teacher's task).
+(:func:`csu_lib.training.teacher.teacher_config`), or with ``method.teacher_folds`` = K >= 2 the K
+out-of-fold BCE teachers (:func:`csu_lib.training.teacher.fold_teacher_configs`) -- to be
+complete before it starts (:func:`csu_lib.training.teacher.teacher_runs` names them). This
+module is the one place that orders runs by it: :func:`dependencies` for one run (``train_run``
+and vectorised groups train them first), :func:`plan` for a sweep (the local engine trains in
+that order, the Ray engine submits a student after its teachers' tasks).
 """
 from __future__ import annotations
 
@@ -15,14 +17,12 @@ from pathlib import Path
 from typing import Iterable
 
 from ..config import RunConfig
-from .teacher import teacher_config, teacher_run_dir
+from .teacher import teacher_runs
 
 
 def dependencies(config: RunConfig, run_dir: str | os.PathLike) -> list[tuple[RunConfig, Path]]:
     """The runs (config, run folder) that must be complete before ``config`` trains in ``run_dir``."""
-    if config.method.needs_teacher and config.method.teacher is None:
-        return [(teacher_config(config), teacher_run_dir(config, run_dir))]
-    return []
+    return teacher_runs(config, run_dir)
 
 
 def plan(configs: Iterable[RunConfig], runs_dir: str | os.PathLike) -> list[RunConfig]:

@@ -4,11 +4,16 @@
 configurations share the same prepared data (same dataset, front-end and corruption), and
 :class:`DataCache` prepares each key once for a set of runs (the local sweep, the Ray driver and
 vectorised groups all use it).
+
+A run with ``data.holdout_fold = (k, K)`` (an out-of-fold teacher, ``MethodConfig.teacher_folds``)
+trains on its training split without fold k: the split is corrupted as a whole first (the fold
+teachers see exactly the student's noisy labels), then cut (:func:`training_folds`,
+:func:`restrict_training`). It shares the prepared data of its full split (same :func:`data_key`).
 """
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
 import numpy as np
@@ -16,7 +21,7 @@ import torch
 
 from ..config import RunConfig
 from ..core.errors import ConfigError
-from ..corruption import CorruptionResult, corrupt_labels, load_freegen50_noisy
+from ..corruption import CorruptionResult, corrupt_labels, load_freegen50_noisy, rates_from_labels
 from ..data import Manifest, load_dataset, validate_audio
 from ..features import FeatureStore, build_features
 
@@ -42,6 +47,8 @@ class PreparedData:
     train_labels: np.ndarray  # (n_train, C) after corruption
     corruption: Optional[CorruptionResult]
     skipped: list = field(default_factory=list)  # clips dropped by data.skip_unreadable, with why
+    #: ``(k, K, seed)`` when the training split is cut to all folds but k (:func:`restrict_training`)
+    holdout: Optional[tuple[int, int, int]] = None
 
     def split_rows(self, split: str) -> np.ndarray:
         """The manifest rows of ``split`` (train, val or test)."""
@@ -80,13 +87,69 @@ def prepare_data(config: RunConfig, *, data_dir: Optional[str | os.PathLike] = N
         corruption = corrupt_labels(clean, config.corruption, similarity=manifest.similarity,
                                     class_names=manifest.class_names)
         train_labels = corruption.labels
-    return PreparedData(manifest, store, train_idx, val_idx, test_idx, train_labels, corruption, skipped)
+    prepared = PreparedData(manifest, store, train_idx, val_idx, test_idx, train_labels, corruption, skipped)
+    return restrict_training(prepared, config)
+
+
+#: The out-of-fold partition of seed s is drawn from numpy's ``default_rng([FOLD_STREAM, s])``:
+#: a stream of its own, apart from the torch streams of :mod:`.setup` (batch order, transforms).
+FOLD_STREAM = 0xF01D
+
+
+def training_folds(seed: int, n_train: int, n_folds: int) -> np.ndarray:
+    """The fold (0..``n_folds``-1) of each of the ``n_train`` clips of a training split, for the
+    out-of-fold teachers: a permutation seeded by ``seed`` dealt round-robin, so every clip is in
+    exactly one fold and fold sizes differ by at most one. Deterministic for (seed, n, K)."""
+    if not (isinstance(n_folds, int) and 2 <= n_folds <= n_train):
+        raise ConfigError(f"cannot cut a training split of {n_train} clips into {n_folds} folds "
+                          "(method.teacher_folds / data.holdout_fold: K must lie in 2..n_train)")
+    perm = np.random.default_rng([FOLD_STREAM, int(seed) % 2**64]).permutation(n_train)
+    folds = np.empty(n_train, dtype=np.int64)
+    folds[perm] = np.arange(n_train) % n_folds
+    return folds
+
+
+def _subset_corruption(result: Optional[CorruptionResult], keep: np.ndarray) -> Optional[CorruptionResult]:
+    """What the corruption did to the kept clips (per-clip arrays cut, per-class rates recomputed)."""
+    if result is None:
+        return None
+    cut = {name: getattr(result, name)[keep]
+           for name in ("labels", "clean_labels", "changed", "kind_code", "source_class", "target_class")}
+    class_rate, noise_rate = rates_from_labels(cut["clean_labels"], cut["labels"], cut["changed"],
+                                               cut["source_class"])
+    return replace(result, **cut, class_rate=class_rate, label_noise_rate=noise_rate)
+
+
+def restrict_training(data: PreparedData, config: RunConfig) -> PreparedData:
+    """``data`` as ``config`` trains on it: unchanged without ``data.holdout_fold``; with
+    ``(k, K)``, the training split without fold k of :func:`training_folds` (seeded by
+    ``train.seed``; labels and corruption cut alike). ``data`` is the full split prepared for the
+    same :func:`data_key`, or already cut for ``config`` (then returned as it is)."""
+    fold = config.data.holdout_fold
+    want = None if fold is None else (int(fold[0]), int(fold[1]), int(config.train.seed))
+    if data.holdout == want:
+        return data
+    if data.holdout is not None:
+        needs = "its whole training split" if want is None else f"fold {want[0]} of {want[1]} (seed {want[2]}) cut"
+        raise ConfigError(f"run {config.run_id} was given data cut to fold {data.holdout[0]} of {data.holdout[1]} "
+                          f"(seed {data.holdout[2]}) but needs {needs}")
+    k, n_folds, seed = want
+    keep = training_folds(seed, len(data.train_idx), n_folds) != k
+    return replace(data, train_idx=data.train_idx[keep], train_labels=data.train_labels[keep],
+                   corruption=_subset_corruption(data.corruption, keep), holdout=want)
+
+
+def full_split(config: RunConfig) -> RunConfig:
+    """``config`` without ``data.holdout_fold`` (the run whose prepared data it shares)."""
+    return config if config.data.holdout_fold is None else config.replace(
+        data=config.data.replace(holdout_fold=None))
 
 
 def data_key(config: RunConfig) -> str:
-    """Runs with the same key train on the same :class:`PreparedData`: the same dataset,
-    front-end and corruption (the model, loss, method and training settings may differ)."""
-    return config.data.hash() + config.frontend.hash() + config.corruption.hash()
+    """Runs with the same key train on the same :class:`PreparedData` (or on a part of its
+    training split, ``data.holdout_fold``): the same dataset, front-end and corruption (the
+    model, loss, method and training settings may differ)."""
+    return full_split(config).data.hash() + config.frontend.hash() + config.corruption.hash()
 
 
 class DataCache:
@@ -100,6 +163,6 @@ class DataCache:
     def __call__(self, config: RunConfig) -> PreparedData:
         key = data_key(config)
         if key not in self._prepared:
-            self._prepared[key] = prepare_data(config, data_dir=self.data_dir, cache_dir=self.cache_dir,
+            self._prepared[key] = prepare_data(full_split(config), data_dir=self.data_dir, cache_dir=self.cache_dir,
                                                progress=self.progress)
-        return self._prepared[key]
+        return restrict_training(self._prepared[key], config)

@@ -24,7 +24,7 @@ from . import distributed
 from .ddp import Distributed
 from .engine import StepHook, finish_run, make_state, restore, start_runs, train_epochs
 from .planner import dependencies
-from .prepare import PreparedData, prepare_data, resolve_device
+from .prepare import PreparedData, prepare_data, resolve_device, restrict_training
 from .single import SingleProcess
 
 
@@ -33,7 +33,9 @@ def train_run(config: RunConfig, run_dir: str | os.PathLike, *, data: Optional[P
               progress: bool = True, on_step: Optional[StepHook] = None) -> RunRecord:
     """Train (or resume, or skip if complete) one run and return its record.
 
-    ``data``: the run's :class:`PreparedData` when already in hand (else prepared here).
+    ``data``: the run's :class:`PreparedData` when already in hand (else prepared here); for a
+    run with ``data.holdout_fold`` it may be the whole split, which is then cut here
+    (:func:`~csu_lib.training.prepare.restrict_training`).
     ``on_step(epoch, step)`` is called before every optimiser step (tests use it to simulate a
     crash mid-epoch).
 
@@ -53,7 +55,8 @@ def train_run(config: RunConfig, run_dir: str | os.PathLike, *, data: Optional[P
 def train_dependencies(config: RunConfig, run_dir: str | os.PathLike, *, data: Optional[PreparedData],
                        data_dir: Optional[str | os.PathLike], cache_dir: Optional[str | os.PathLike],
                        progress: bool) -> None:
-    """Train (or find complete) the runs ``config`` depends on (its teacher), with the same data."""
+    """Train (or find complete) the runs ``config`` depends on (its teacher or fold teachers), with
+    the same data (a fold teacher cuts it to its folds)."""
     for dep_config, dep_dir in dependencies(config, run_dir):
         train_run(dep_config, dep_dir, data=data, data_dir=data_dir, cache_dir=cache_dir, progress=progress)
 
@@ -94,6 +97,7 @@ def _train_locked(config: RunConfig, run_dir: Path, ctx: Optional[distributed.Di
         else:  # rank 0 generates the dataset and builds the feature cache; the others then read them
             data = ctx.main_first(lambda: prepare_data(config, data_dir=data_dir, cache_dir=cache_dir,
                                                        progress=progress and main), "preparing the data")
+    data = restrict_training(data, config)
     train_dependencies(config, run_dir, data=data, data_dir=data_dir, cache_dir=cache_dir, progress=progress)
 
     state = make_state(config, run_dir, data, device)

@@ -68,11 +68,12 @@ def make_optimizer(train: TrainConfig, model_params: Sequence[torch.Tensor],
                    reliability: Optional[LearnedReliability] = None, *, reliability_lr: Optional[float] = None,
                    reliability_params: Optional[dict] = None) -> torch.optim.Optimizer:
     """Adam or AdamW over the model's parameters (weight decay ``train.weight_decay``) and, for a
-    loss with a learned reliability, its own group (:meth:`LearnedReliability.optimizer_group`:
-    no weight decay, learning rate ``reliability_lr`` or ``train.lr``). ``reliability_params``:
+    loss whose reliability is learned by gradient, its own group
+    (:meth:`LearnedReliability.optimizer_group`: no weight decay, learning rate ``reliability_lr``
+    or ``train.lr``; a stationary fit is set by the loop instead). ``reliability_params``:
     stacked copies of the loss's parameters (vectorised groups)."""
     groups = [{"params": list(model_params), "weight_decay": train.weight_decay}]
-    if reliability is not None:
+    if reliability is not None and reliability.fits_by_gradient:
         groups.append(reliability.optimizer_group(reliability_lr or train.lr, reliability_params))
     cls = torch.optim.AdamW if train.optimizer == "adamw" else torch.optim.Adam
     return cls(groups, lr=train.lr)

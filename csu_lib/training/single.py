@@ -26,9 +26,9 @@ class SingleProcess(Backend):
         if tc.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         self.loss_fn = build_loss(config.loss, n_classes).to(device)
-        self.reliability = reliability(self.loss_fn)
-        self.learns_sigma = self.reliability is not None
-        self.optimizer = make_optimizer(tc, self.model.parameters(), self.reliability,
+        self._reliability = reliability(self.loss_fn)
+        self.learns_sigma = self._reliability is not None
+        self.optimizer = make_optimizer(tc, self.model.parameters(), self._reliability,
                                         reliability_lr=config.loss.csu_lr)
         self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]
         self.amp = tc.amp and device.type == "cuda"
@@ -96,12 +96,12 @@ class SingleProcess(Backend):
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         self.optimizer.step()
-        if self.reliability is not None:
-            self.reliability.project_()
+        if self._reliability is not None:
+            self._reliability.project_()
         return loss.detach().reshape(1)
 
     def log_sigma2(self) -> torch.Tensor:
-        return self.reliability.log_sigma2()[None]
+        return self._reliability.log_sigma2()[None]
 
     def validate(self, states: Sequence[RunState]) -> list[Optional[dict]]:
         data = states[0].data
@@ -110,3 +110,13 @@ class SingleProcess(Backend):
 
     def final_model(self, k: int, state: RunState) -> tuple[torch.nn.Module, torch.nn.Module]:
         return self.model, self.loss_fn
+
+    def reliability(self):
+        return self._reliability
+
+    def train_scores(self, states: Sequence[RunState]) -> list[Optional[np.ndarray]]:
+        data = states[0].data
+        return [predict(self.model, self.feats, data.train_idx, self.eval_batch_size, self.device)]
+
+    def set_log_sigma2(self, k: int, values: Optional[np.ndarray]) -> None:
+        self._reliability.load_log_sigma2_(values)

@@ -188,13 +188,26 @@ class Stacked(Backend):
     def log_sigma2(self) -> torch.Tensor:
         return self.stack.log_sigma2()
 
+    def _scores(self, rows: np.ndarray) -> np.ndarray:
+        """(N, len(rows), C) eval-mode scores of every run on the feature rows ``rows``."""
+        bs = self.eval_batch_size
+        return np.concatenate([self.stack.scores(self.feats(rows[s:s + bs]), amp=self.amp).cpu().numpy()
+                               for s in range(0, len(rows), bs)], axis=1)
+
     def validate(self, states: Sequence[RunState]) -> list[Optional[dict]]:
         data = states[0].data
-        val_rows, bs = data.val_idx, self.eval_batch_size
-        scores = np.concatenate([self.stack.scores(self.feats(val_rows[s:s + bs]), amp=self.amp).cpu().numpy()
-                                 for s in range(0, len(val_rows), bs)], axis=1)
-        labels = data.manifest.labels[val_rows]
+        scores = self._scores(data.val_idx)
+        labels = data.manifest.labels[data.val_idx]
         return [None if state.stopped else M.evaluate(scores[k], labels) for k, state in enumerate(states)]
+
+    def reliability(self):
+        return self.stack.reliability
+
+    def train_scores(self, states: Sequence[RunState]) -> list[Optional[np.ndarray]]:
+        return list(self._scores(states[0].data.train_idx))
+
+    def set_log_sigma2(self, k: int, values: Optional[np.ndarray]) -> None:
+        self.stack.reliability.load_log_sigma2_(values, self.stack.loss_params, index=k)
 
     def model_state(self, k: int) -> dict:
         return self.stack.model_state(k)

@@ -1,0 +1,160 @@
+"""CSU's sigma read at its stationary point (issue 14): the closed-form optimum of s for a fixed
+network zeroes the loss's gradient in s (checked with autograd, an independent computation), the
+stationary fit puts every run's s there after each epoch, the record stores the gap, and
+``model.pt`` pairs the selected weights with the s of the same epoch."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from csu_lib.analysis.sigma import final_log_sigma2, sigma_table
+from csu_lib.config import LossConfig
+from csu_lib.losses import CSULoss, TwoSidedCSULoss, build_loss
+from csu_lib.training import train_run
+
+C, N = 6, 400
+
+
+def _problem(seed: int, soft: bool = False):
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(N, C, generator=g, dtype=torch.float64) * 2
+    y = (torch.rand(N, C, generator=g, dtype=torch.float64) < 0.2).double()
+    if soft:
+        y = y * torch.rand(N, C, generator=g, dtype=torch.float64)
+    mask = (torch.rand(N, C, generator=g, dtype=torch.float64) < 0.7).double()
+    return z, y, mask
+
+
+def _grad_in_s(loss, s_values, z, y, mask):
+    loss = loss.double()
+    with torch.no_grad():
+        loss.s.copy_(torch.as_tensor(s_values))
+    loss.s.requires_grad_(True)
+    value = loss(z, y, mask)
+    (grad,) = torch.autograd.grad(value, loss.s)
+    return grad.numpy()
+
+
+@pytest.mark.parametrize("scale", ["full", "half"])
+@pytest.mark.parametrize("reduction", ["sum", "mean"])
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("two_sided", [False, True])
+def test_stationary_log_sigma2_zeroes_the_gradient_in_s(scale, reduction, masked, two_sided):
+    z, y, mask = _problem(3, soft=True)
+    m = mask if masked else None
+    cls = TwoSidedCSULoss if two_sided else CSULoss
+    loss = cls(C, scale=scale, class_reduction=reduction, clamp=(-20.0, 20.0))
+    scores = torch.sigmoid(z).numpy()
+    star = loss.stationary_log_sigma2(scores, y.numpy(), None if m is None else m.numpy())
+    assert star.shape == ((2 * C,) if two_sided else (C,))
+    grad = _grad_in_s(loss, star, z, y, m)
+    assert np.abs(grad).max() < 1e-6
+    # and it is a minimum: moving any s away raises the loss
+    for delta in (-0.3, 0.3):
+        loss_d = cls(C, scale=scale, class_reduction=reduction, clamp=(-20.0, 20.0)).double()
+        loss_d.load_log_sigma2_(star + delta)
+        loss.load_log_sigma2_(star)
+        assert float(loss_d(z, y, m).detach()) > float(loss(z, y, m).detach())
+
+
+def test_closed_forms_against_hand_computed_means():
+    z, y, mask = _problem(5)
+    p = torch.sigmoid(z).numpy()
+    yy, mm = y.numpy(), mask.numpy()
+    bce = -(yy * np.log(p) + (1 - yy) * np.log(1 - p))
+    one = CSULoss(C, clamp=(-20.0, 20.0)).stationary_log_sigma2(p, yy, mm)
+    np.testing.assert_allclose(np.exp(one), 2 * (mm * bce).sum(0) / mm.sum(0), rtol=1e-5)
+    two = TwoSidedCSULoss(C, clamp=(-20.0, 20.0)).stationary_log_sigma2(p, yy)
+    pos = np.array([-np.log(p[yy[:, c] == 1, c]).mean() for c in range(C)])
+    neg = np.array([-np.log(1 - p[yy[:, c] == 0, c]).mean() for c in range(C)])
+    np.testing.assert_allclose(np.exp(two), 2 * np.concatenate([pos, neg]), rtol=1e-5)
+
+
+def test_masking_a_class_does_not_shrink_its_sigma():
+    # the old loss kept s_c/2 for masked elements, so the optimum of a heavily masked class was
+    # 2 * (masked BCE sum) / N: smaller by the masked share. Now its gradient is zero at the mean
+    # over the unmasked clips.
+    z, y, mask = _problem(7)
+    mask[:, 0] = 0.0
+    mask[:40, 0] = 1.0  # class 0 keeps 10% of its elements
+    bce = torch.nn.functional.binary_cross_entropy_with_logits(z, y, reduction="none").numpy()
+    mm = mask.numpy()
+    s = np.log(2 * (mm * bce).sum(0) / mm.sum(0))
+    grad = _grad_in_s(CSULoss(C, clamp=(-20.0, 20.0)), s, z, y, mask)
+    assert np.abs(grad).max() < 1e-6
+
+
+def test_stationary_fit_needs_no_optimizer_group():
+    loss = build_loss(LossConfig(name="csu"), 4)
+    assert loss.fit == "stationary" and not loss.s.requires_grad and not loss.fits_by_gradient
+    assert build_loss(LossConfig(name="csu", csu_fit="gradient"), 4).s.requires_grad
+
+
+def _independent_gap(rec) -> np.ndarray:
+    """|s - s*| from the record's own files: model.pt's s, scores_train.npy and the labels trained on."""
+    _, loss = rec.load_model()
+    s = loss.log_sigma2().double().numpy()
+    p = np.clip(rec.scores("train").astype(np.float64), 1e-7, 1 - 1e-7)
+    y = rec.corruption().labels.astype(np.float64)
+    bce = -(y * np.log(p) + (1 - y) * np.log(1 - p))
+    return np.abs(s - np.log(2 * bce.mean(0)))
+
+
+def test_stationary_run_records_its_gap_and_sits_at_the_optimum(tmp_path, smoke_config, smoke_data):
+    cfg = smoke_config.replace(corruption=smoke_config.corruption.replace(kind="san", ratio=0.3))
+    assert cfg.loss.csu_fit == "stationary"
+    rec = train_run(cfg, tmp_path / "run", progress=False)
+    rel = rec.final_metrics["reliability"]
+    assert rel["fit"] == "stationary"
+    gap = _independent_gap(rec)
+    np.testing.assert_allclose(rel["abs_gap"], gap, atol=1e-4)
+    assert rel["median_abs_gap"] < 1e-3
+    # during epoch e the loss uses the fit made at the end of epoch e - 1 (the log's last step of
+    # each epoch holds that epoch's fit): constant within an epoch, moving between epochs
+    log = rec.log_sigma2
+    steps = len(log) // len(rec.history)
+    assert np.all(log[:steps - 1] == 0.0)  # the first epoch trains at the initial s
+    for e in range(len(rec.history)):
+        block = log[e * steps:(e + 1) * steps]
+        assert np.all(block[:-1] == block[0])
+        if e + 1 < len(rec.history):
+            assert np.all(log[(e + 1) * steps] == block[-1])
+    assert not np.allclose(log[steps - 1], 0.0)
+    # the last fit is the s that goes with the selected weights when the best epoch is the last
+    if rec.final_metrics["best_epoch"] == len(rec.history) - 1:
+        np.testing.assert_allclose(log[-1], rel["log_sigma2"], rtol=1e-6)
+
+
+def test_gradient_fit_reproduces_the_paper_form_and_is_off_its_optimum(tmp_path, smoke_config, smoke_data):
+    cfg = smoke_config.replace(loss=smoke_config.loss.replace(csu_fit="gradient"))
+    rec = train_run(cfg, tmp_path / "run", data=smoke_data, progress=False)
+    rel = rec.final_metrics["reliability"]
+    assert rel["fit"] == "gradient"
+    # a 3-epoch run cannot have reached it: s moved by about lr per step from 0
+    assert rel["median_abs_gap"] > 0.3
+    assert np.all(np.diff(rec.log_sigma2[:, 0]) != 0)
+
+
+def test_model_pt_pairs_the_best_weights_with_the_s_of_the_same_epoch(tmp_path, smoke_config, smoke_data):
+    # a learning rate far too high makes validation mAP bounce: the best epoch is not the last
+    cfg = smoke_config.replace(loss=smoke_config.loss.replace(csu_fit="gradient"),
+                               train=smoke_config.train.replace(epochs=8, early_stopping_patience=2, lr=0.5))
+    rec = train_run(cfg, tmp_path / "run", data=smoke_data, progress=False)
+    best, epochs = rec.final_metrics["best_epoch"], len(rec.history)
+    assert best < epochs - 1
+    steps = len(rec.log_sigma2) // epochs
+    _, loss = rec.load_model()
+    s_model = loss.log_sigma2().numpy()
+    np.testing.assert_array_equal(s_model, rec.log_sigma2[(best + 1) * steps - 1])
+    assert not np.allclose(s_model, rec.log_sigma2[-1])
+    np.testing.assert_allclose(rec.final_metrics["reliability"]["log_sigma2"], s_model, rtol=1e-6)
+    # the sigma tables read the same s (they read the log's last step before issue 14)
+    np.testing.assert_allclose(final_log_sigma2(rec), s_model, rtol=1e-6)
+    table = sigma_table([rec])
+    np.testing.assert_allclose(table["log_sigma2"].to_numpy(), s_model, rtol=1e-6)
+    # a record written before the reliability block existed: read at the best epoch's last step
+    legacy = replace(rec, final_metrics={k: v for k, v in rec.final_metrics.items() if k != "reliability"})
+    np.testing.assert_array_equal(final_log_sigma2(legacy), s_model)
