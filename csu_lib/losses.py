@@ -116,7 +116,7 @@ FITS = ("stationary", "gradient")
 
 class LearnedReliability(nn.Module):
     """A learned per-class reliability: ``s = log sigma^2`` (parameter ``s``: C values, or 2C for
-    the two-sided form), kept in ``clamp``, scaled by ``scale`` in the loss.
+    the two-sided form), scaled by ``scale`` in the loss; s learned by gradient is kept in ``clamp``.
 
     ``fit``: ``"gradient"`` -- s is trained by the optimiser (:meth:`optimizer_group`), the
     paper's form; ``"stationary"`` -- s is no optimiser parameter: the training loop sets it to
@@ -166,8 +166,10 @@ class LearnedReliability(nn.Module):
 
     @torch.no_grad()
     def project_(self, params: Optional[dict] = None) -> None:
-        """Keep s in its configured range (call after each optimiser step)."""
-        self._s(params).clamp_(*self.clamp)
+        """Keep s in its configured range (call after each optimiser step). Only s learned by
+        gradient is clamped: the stationary fit sets the exact optimum, whatever its value."""
+        if self.fits_by_gradient:
+            self._s(params).clamp_(*self.clamp)
 
     @torch.no_grad()
     def load_log_sigma2_(self, values: Union[Sequence[float], np.ndarray, torch.Tensor],
@@ -180,7 +182,8 @@ class LearnedReliability(nn.Module):
     def stationary_log_sigma2(self, scores: np.ndarray, targets: np.ndarray, mask: Optional[np.ndarray] = None,
                               current: Optional[np.ndarray] = None) -> np.ndarray:
         """The s that minimises this loss for a fixed network whose training scores are
-        ``scores`` (N, C) against ``targets`` (and 0/1 ``mask``), kept in ``clamp`` (float64).
+        ``scores`` (N, C) against ``targets`` (and 0/1 ``mask``), float64, not clamped (``clamp``
+        bounds s learned by gradient only; the scores' clip to [1e-7, 1 - 1e-7] bounds it here).
         A class (side) without any weight keeps ``current`` (default: this module's s)."""
         raise NotImplementedError
 
@@ -190,13 +193,16 @@ class LearnedReliability(nn.Module):
 
     def stationarity(self, scores: np.ndarray, targets: np.ndarray, mask: Optional[np.ndarray] = None) -> dict:
         """How far this loss's s lies from its stationary point for the network that produced
-        ``scores`` (what every run record stores): ``fit``, ``log_sigma2``, ``stationary_log_sigma2``,
-        ``abs_gap`` per value and its median ``median_abs_gap``."""
+        ``scores`` (what every run record stores): ``fit``, ``log_sigma2``, ``stationary_log_sigma2``
+        (the unclamped optimum), ``abs_gap`` per value, its median ``median_abs_gap`` and
+        ``n_at_clamp``, how many values of s learned by gradient sit on a bound of ``clamp``."""
         s = self.s.detach().cpu().double().numpy()
         star = self.stationary_log_sigma2(scores, targets, mask, current=s)
         gap = np.abs(s - star)
+        on_bound = np.isclose(s, self.clamp[0]) | np.isclose(s, self.clamp[1])
         return {"fit": self.fit, "log_sigma2": s.tolist(), "stationary_log_sigma2": star.tolist(),
-                "abs_gap": gap.tolist(), "median_abs_gap": float(np.median(gap))}
+                "abs_gap": gap.tolist(), "median_abs_gap": float(np.median(gap)),
+                "n_at_clamp": int(on_bound.sum()) if self.fits_by_gradient else 0}
 
 
 @registry.register("loss", "csu")
@@ -237,7 +243,7 @@ class CSULoss(LearnedReliability):
         bce = bce_from_scores(scores, targets)
         weights = np.ones_like(bce) if mask is None else np.asarray(mask, dtype=np.float64)
         mean = _masked_mean(bce, weights, self._current(current))
-        return np.clip(np.log(2 * self.scale * np.maximum(mean, 1e-300)), *self.clamp)
+        return np.log(2 * self.scale * np.maximum(mean, 1e-300))
 
 
 @registry.register("loss", "csu2")
@@ -280,7 +286,7 @@ class TwoSidedCSULoss(CSULoss):
         mean_pos = _masked_mean(-np.log(p), m * y, current[:c])
         mean_neg = _masked_mean(-np.log1p(-p), m * (1 - y), current[c:])
         both = np.concatenate([mean_pos, mean_neg])
-        return np.clip(np.log(2 * self.scale * np.maximum(both, 1e-300)), *self.clamp)
+        return np.log(2 * self.scale * np.maximum(both, 1e-300))
 
 
 def build_loss(config: LossConfig, n_classes: int) -> nn.Module:

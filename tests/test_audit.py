@@ -104,3 +104,41 @@ def test_class_estimates_of_a_real_audit_run(tmp_path, smoke_config):
     assert set(rows) == {"sigma", "sigma_normalised", "s_plus", "s_minus"}
     assert rows["sigma"]["k"] == int((table["truth"] > 0).sum())
     assert rows["sigma"]["auroc"] == pytest.approx(roc_auc_score(table["truth"] > 0, table["sigma"]))
+
+
+@pytest.mark.slow
+def test_audit_notebook_with_trained_two_sided_runs_and_an_out_of_fold_teacher(tmp_path):
+    import json
+
+    from csu_lib import notebooks
+
+    notebooks.execute("sigma_analysis", tmp_path / "out.ipynb", {
+        "profile": "smoke", "conditions": ["none"], "audit_kinds": ["san", "missing"], "two_sided": True,
+        "teacher_folds": 2, "runs_dir": str(tmp_path / "runs"), "fig_dir": str(tmp_path / "figures")})
+    numbers = json.loads((tmp_path / "figures" / "class_noise_audit.json").read_text())
+    rows = numbers["summary"]
+    assert {(r["loss"], r["kind"]) for r in rows} == {(loss, kind) for loss in ("csu", "csu2") for kind in ("san", "missing")}
+    estimators = {r["estimator"] for r in rows if r["loss"] == "csu"}
+    assert estimators == {"sigma", "sigma_normalised", "s_plus", "s_minus", "teacher_fp", "teacher_fn"}
+    assert all(0 <= r["auroc"] <= 1 and r["n_runs"] == 1 for r in rows)
+    # the fold teachers are ordinary runs of the study: two per audit run (2 kinds x 2 losses share them per kind)
+    teachers = [p for p in (tmp_path / "runs").iterdir() if p.name.startswith("bce-")]
+    assert len(teachers) == 2 * 2
+    stationarity = json.loads((tmp_path / "figures" / "sigma_vs_truth.json").read_text())["stationarity"]
+    assert stationarity and all(r["stored"] < 1e-3 and abs(r["recomputed"] - r["stored"]) < 1e-4 for r in stationarity)
+
+
+def test_summary_intervals_stay_in_the_range_of_each_score():
+    import pandas as pd
+
+    from csu_lib.analysis.audit import summarise_scores
+    from csu_lib.core.stats import mean_ci
+
+    scores = pd.DataFrame({"kind": ["san"] * 3, "loss": ["csu"] * 3, "estimator": ["sigma"] * 3,
+                           "auroc": [1.0, 0.7, 1.0], "spearman": [-0.9, -1.0, -0.2], "partial_spearman": [0.1, 0.2, 0.3],
+                           "precision_at_k": [0.5, 0.5, 0.5]})
+    (row,) = summarise_scores(scores).to_dict(orient="records")
+    mean, lo, hi = mean_ci(np.array([1.0, 0.7, 1.0]))
+    assert hi > 1 and row["auroc_hi"] == 1.0 and row["auroc_lo"] == pytest.approx(lo) and row["auroc"] == pytest.approx(mean)
+    assert row["spearman_lo"] == -1.0 and row["n_runs"] == 3
+    assert row["precision_at_k_lo"] == row["precision_at_k_hi"] == 0.5

@@ -184,3 +184,13 @@ def test_time_to_converge_prints_every_backbone_and_the_worker_ratio(tmp_path):
     assert macs["pooled_cnn"] < macs["small_cnn"] / 5  # the 3x3-pooled input: about an eighth of the work
     m = re.search(rf"ratio one-process/workers: {NUMBER}x", out)
     assert m and float(m.group(1)) > 0, out
+
+
+def test_csu_fit_reports_the_stationarity_gap_of_each_fit(tmp_path):
+    out = run_bench("csu_fit.py", "--profile", "smoke", "--conditions", "san:0.5", "--seeds", "0,1",
+                    "--fits", "stationary,gradient", "--epochs", "2", "--workers", "1", "--runs-dir", str(tmp_path))
+    rows = {m.group(1): float(m.group(2)) for m in re.finditer(
+        rf"\| (stationary|gradient) \| san 50% \| 2 \| {NUMBER} \[", out)}
+    assert set(rows) == {"stationary", "gradient"}, out
+    # the stationary fit is at its optimum (recomputed from the records); 2 epochs of Adam are not
+    assert rows["stationary"] < 1e-3 < 0.3 < rows["gradient"]

@@ -139,3 +139,16 @@ def test_notebook_runs_in_a_warm_kernel(tmp_path):
         notebooks.execute("corruption", tmp_path / f"again{i}.ipynb", {**params, "fig_dir": str(tmp_path / "again")},
                           kernel=notebooks.WarmKernel())
     assert len(os.listdir("/proc/self/fd")) <= before + 2
+
+
+@pytest.mark.parametrize("name", ALL_NOTEBOOKS)
+def test_papermill_sees_every_parameter(name):
+    """papermill silently drops a parameter whose line it cannot parse (a comment with certain
+    characters): every name assigned in the parameters cell must be one it declares."""
+    import ast
+
+    nb = nbformat.read(ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
+    cell = next(c for c in nb.cells if c.cell_type == "code")
+    assigned = {t.id for node in ast.parse(cell.source).body if isinstance(node, ast.Assign)
+                for t in node.targets if isinstance(t, ast.Name)}
+    assert notebooks.declared_parameters(name) == assigned

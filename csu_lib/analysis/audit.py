@@ -59,7 +59,7 @@ def training_targets(record: RunRecord) -> np.ndarray:
 def two_sided_reading(scores: np.ndarray, targets: np.ndarray, scale: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
     """(s+, s-) per class: the two-sided CSU stationary point at the network with ``scores``."""
     n_classes = targets.shape[1]
-    loss = TwoSidedCSULoss(n_classes, scale="half" if scale == 0.5 else "full", clamp=(-50.0, 50.0))
+    loss = TwoSidedCSULoss(n_classes, scale="half" if scale == 0.5 else "full")
     both = loss.stationary_log_sigma2(scores, targets)
     return both[:n_classes], both[n_classes:]
 
@@ -160,7 +160,9 @@ def audit_scores(records: Sequence[RunRecord], teacher: Optional[Mapping[str, np
 
 
 def summarise_scores(scores: pd.DataFrame, by: Sequence[str] = ("kind", "loss", "estimator")) -> pd.DataFrame:
-    """Mean and 95% t-interval over runs (seeds) of every score column, with ``n_runs``."""
+    """Mean and 95% t-interval over runs (seeds) of every score column, with ``n_runs``. With 3
+    runs a t-interval can leave the range of a bounded score; it is clipped to that range (AUROC
+    and precision@k: [0, 1]; correlations: [-1, 1])."""
     value_cols = [c for c in scores.columns if c in ("auroc", "spearman", "partial_spearman", "precision_at_k")
                   or c.startswith("auroc@")]
     rows = []
@@ -171,7 +173,8 @@ def summarise_scores(scores: pd.DataFrame, by: Sequence[str] = ("kind", "loss", 
             vals = group[col].dropna().to_numpy(np.float64)
             if len(vals):
                 mean, lo, hi = mean_ci(vals)
-                row.update({col: float(mean), f"{col}_lo": float(lo), f"{col}_hi": float(hi)})
+                floor = -1.0 if "spearman" in col else 0.0
+                row.update({col: float(mean), f"{col}_lo": float(max(lo, floor)), f"{col}_hi": float(min(hi, 1.0))})
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -183,3 +186,14 @@ def top_classes(records: Sequence[RunRecord], estimator: str = "sigma_normalised
     tables = [class_estimates(r) for r in records]
     merged = pd.concat(tables).groupby(["class", "class_name"], sort=False).mean(numeric_only=True).reset_index()
     return merged.sort_values(estimator, ascending=False).head(top).reset_index(drop=True)
+
+
+def estimator_view(summary: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
+    """The rows of :func:`summarise_scores` the audit figure compares, and their estimator order:
+    every estimator of the one-sided CSU runs, plus s+ and s- of trained two-sided runs (``csu2``,
+    named ``"s_plus [csu2]"``) when there are any."""
+    one = summary[summary["loss"] == "csu"]
+    two = summary[(summary["loss"] == "csu2") & summary["estimator"].isin(["s_plus", "s_minus"])].copy()
+    two["estimator"] = two["estimator"] + " [csu2]"
+    order = [e for e in ESTIMATORS if e in set(one["estimator"])] + list(dict.fromkeys(two["estimator"]))
+    return pd.concat([one, two], ignore_index=True), order

@@ -10,7 +10,7 @@ import pandas as pd
 
 from .style import finish
 
-ESTIMATOR_LABELS = {"sigma": "CSU sigma", "sigma_normalised": "sigma / base rate", "s_plus": "s+ (per positive)",
+ESTIMATOR_LABELS = {"s_plus [csu2]": "csu2: s+", "s_minus [csu2]": "csu2: s-", "sigma": "CSU sigma", "sigma_normalised": "sigma / base rate", "s_plus": "s+ (per positive)",
                     "s_minus": "s- (per negative)", "teacher_fp": "teacher: false pos.",
                     "teacher_fn": "teacher: false neg."}
 

@@ -51,7 +51,10 @@ PROFILES: dict[str, Profile] = {
                      methods=("bce", "bce+teacher_mask", "bce+label_correction", "csu"), mask_percents=(5.0,)),
     "paper": Profile("paper", "paper", epochs=60, lr=1e-3, batch_size=32, early_stopping_patience=15,
                      seeds=tuple(range(10)), cpu_widths=False, backbones=("mobilenetv2", "cnn14"),
-                     ratios=(0.1, 0.2, 0.3, 0.4, 0.5)),
+                     ratios=(0.1, 0.2, 0.3, 0.4, 0.5),
+                     # the in-sample teacher of Fonseca et al. beside an out-of-fold one (5 fold teachers)
+                     methods=("bce", "bce+teacher_mask", "bce+teacher_mask@oof5", "bce+label_correction", "bce+psl",
+                              "bce+mixup_or", "csu")),
 }
 
 

@@ -218,7 +218,6 @@ def train_epochs(backend: Backend, states: Sequence[RunState], start_epoch: int,
     n_train = len(states[0].data.train_idx)
     steps_per_epoch = (n_train + tc.batch_size - 1) // tc.batch_size
     total_steps = tc.epochs * steps_per_epoch
-    n_classes = states[0].data.manifest.n_classes
     bar = tqdm(total=total_steps, initial=start_epoch * steps_per_epoch, disable=not (progress and backend.is_main),
                desc=backend.describe(states), unit="step", leave=False)
     try:
@@ -229,7 +228,8 @@ def train_epochs(backend: Backend, states: Sequence[RunState], start_epoch: int,
             orders = [epoch_order(s.config.train.seed, epoch, n_train) for s in states]
             gens = [batch_generator(s.config.train.seed, epoch) for s in states]
             backend.begin_epoch(states, orders, tc.batch_size)
-            s_buf = torch.zeros(steps_per_epoch, backend.n, n_classes, device=backend.device) \
+            # one s per class (2C for two-sided CSU)
+            s_buf = torch.zeros(steps_per_epoch, backend.n, backend.log_sigma2().shape[-1], device=backend.device) \
                 if backend.learns_sigma else None
             loss_sum = torch.zeros(backend.n, device=backend.device)
             for step in range(steps_per_epoch):
