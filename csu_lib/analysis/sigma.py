@@ -218,10 +218,13 @@ def class_trajectories(record: RunRecord, grid: int | np.ndarray = 101, *,
 
 def stationarity_table(records: Sequence[RunRecord]) -> pd.DataFrame:
     """One row per CSU run: how it learned s (``fit``), and the median over classes of |s - s*| for
-    the selected model, s* = log(2 * scale * mean BCE_c) over the training clips. ``recomputed``:
-    the same median computed here from the record's files (``scores_train.npy`` and the corrupted
-    training labels), independently of the training code; NaN for a clean run (its record keeps
-    no training labels) and for a record written before the gap was stored (``stored`` NaN)."""
+    the selected model, s* = log(2 * scale * mean BCE_c) over the training clips clipped to the
+    allowed range ``loss.csu_clamp`` (the loss is convex in s, so that is its optimum over the
+    range); ``n_at_clamp``: classes whose s sits on a bound of the range (their unconstrained
+    optimum lies beyond it). ``recomputed``: the same median computed here from the record's files
+    (``scores_train.npy`` and the corrupted training labels), independently of the training code;
+    NaN for a clean run (its record keeps no training labels) and for a record written before the
+    gap was stored (``stored`` NaN)."""
     rows = []
     for rec in records:
         if not rec.learns_sigma or sides_of(rec.config.loss) != 1:
@@ -234,9 +237,11 @@ def stationarity_table(records: Sequence[RunRecord]) -> pd.DataFrame:
             y = np.asarray(result.labels, np.float64)
             p = np.clip(rec.scores("train").astype(np.float64), 1e-7, 1 - 1e-7)
             bce = -(y * np.log(p) + (1 - y) * np.log1p(-p))
-            star = np.log(2 * scale_of(rec.config.loss) * bce.mean(axis=0))
+            star = np.clip(np.log(2 * scale_of(rec.config.loss) * bce.mean(axis=0)), *rec.config.loss.csu_clamp)
             recomputed = float(np.median(np.abs(s - star)))
+        lo, hi = rec.config.loss.csu_clamp
         rows.append({"path": str(rec.path), "condition": rec.config.corruption.label,
                      "seed": rec.config.train.seed, "fit": rec.config.loss.csu_fit,
-                     "stored": float(stored.get("median_abs_gap", np.nan)), "recomputed": recomputed})
-    return pd.DataFrame(rows, columns=["path", "condition", "seed", "fit", "stored", "recomputed"])
+                     "stored": float(stored.get("median_abs_gap", np.nan)), "recomputed": recomputed,
+                     "n_at_clamp": int(np.sum(np.isclose(s, lo) | np.isclose(s, hi)))})
+    return pd.DataFrame(rows, columns=["path", "condition", "seed", "fit", "stored", "recomputed", "n_at_clamp"])

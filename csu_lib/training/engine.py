@@ -177,7 +177,8 @@ class Backend:
 
 def fit_reliability(backend: Backend, states: Sequence[RunState]) -> bool:
     """The stationary fit of s (``loss.csu_fit="stationary"``), after every epoch: each active
-    run's s becomes the optimum of its loss for the network of that moment, from the network's
+    run's s becomes the optimum of its loss over the allowed range ``loss.csu_clamp`` for the
+    network of that moment (:meth:`LearnedReliability.constrained_optimum`), from the network's
     eval-mode scores on the training clips against the run's targets and loss mask. Returns
     whether it fitted (False for BCE and for s learned by gradient)."""
     rel = backend.reliability()
@@ -191,7 +192,7 @@ def fit_reliability(backend: Backend, states: Sequence[RunState]) -> bool:
         values = None
         if scores[k] is not None:
             mask = None if state.mask is None else state.mask.cpu().numpy()
-            values = rel.stationary_log_sigma2(scores[k], state.targets.cpu().numpy(), mask, current=current[k])
+            values = rel.constrained_optimum(scores[k], state.targets.cpu().numpy(), mask, current=current[k])
         backend.set_log_sigma2(k, values)
     return True
 
