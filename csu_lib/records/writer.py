@@ -22,7 +22,7 @@ import torchaudio
 
 from ..config import RunConfig
 from ..core import __version__
-from ..core.errors import RunRecordError
+from ..core.errors import ConfigError, RunRecordError
 from ..core.io import atomic_path, atomic_save_npy, atomic_write_json, read_json
 from ..corruption.result import CorruptionResult
 from . import layout as L
@@ -45,8 +45,11 @@ def prepare_run_dir(run_dir: str | os.PathLike, config: RunConfig) -> Path:
     cfg_path = run_dir / L.CONFIG
     if cfg_path.is_file():
         # the same run: the same hash (the run id), fields added since it was written included
-        existing = RunConfig.from_stored(read_json(cfg_path))
-        if existing.hash(64) != config.hash(64):
+        try:
+            same = RunConfig.from_stored(read_json(cfg_path)).hash(64) == config.hash(64)
+        except ConfigError:  # not a configuration of this suite at all
+            same = False
+        if not same:
             raise RunRecordError(
                 f"{run_dir} holds a run of another configuration (config.json differs); "
                 "use another run directory or delete this one")
