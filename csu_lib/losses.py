@@ -263,7 +263,10 @@ class TwoSidedCSULoss(CSULoss):
     point exp(s+_c) = 2 * scale * mean over class-c positives of -log p and exp(s-_c) the same
     over its negatives: per-positive and per-negative loss, free of the base rate. Spurious
     positives raise s+ of the class that received them; lost positives raise s- of the class
-    that lost them."""
+    that lost them. Measured as a training loss on the quick benchmark (README): after the first
+    fit the well-fitted negatives outweigh the positives ~100x and the runs collapse to chance
+    mAP; :func:`csu_lib.analysis.audit.two_sided_reading` reads the same s+/s- off a one-sided
+    network instead."""
 
     def __init__(self, n_classes: int, **kwargs):
         super().__init__(n_classes, **kwargs)
