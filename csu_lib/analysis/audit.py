@@ -35,7 +35,7 @@ from scipy import stats
 
 from ..core.stats import mean_ci
 from ..corruption import audit_levels
-from ..losses import TwoSidedCSULoss, scale_of, sides_of
+from ..losses import TwoSidedCSULoss, bce_from_scores, scale_of, sides_of
 from ..records import RunRecord
 from .sigma import final_log_sigma2
 
@@ -85,9 +85,7 @@ def class_estimates(record: RunRecord, teacher_scores: Optional[np.ndarray] = No
         s_both = np.asarray(record.final_metrics["reliability"]["log_sigma2"], np.float64)
         s_plus, s_minus = s_both[:n_classes], s_both[n_classes:]
         # the one-sided sigma of the same network: log(2 * scale * mean BCE) from its scores
-        p = np.clip(record.scores("train").astype(np.float64), 1e-7, 1 - 1e-7)
-        bce = -(targets * np.log(p) + (1 - targets) * np.log1p(-p))
-        s = np.log(2 * scale * bce.mean(0))
+        s = np.log(2 * scale * bce_from_scores(record.scores("train"), targets).mean(0))
     else:
         s = final_log_sigma2(record)
         s_plus, s_minus = two_sided_reading(record.scores("train"), targets, scale)
