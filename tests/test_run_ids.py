@@ -8,7 +8,9 @@ training seed: seed 3's ids changed, seed 0's did not), and ``run_config``'s def
 (the profile's first: a paper run without ``model`` is now MobileNetV2). Issue 14 changed one thing:
 CSU learns s by its stationary fit by default (``loss.csu_fit``), so every CSU id moved and nothing
 else did; a CSU run with ``csu_fit="gradient"`` keeps the id it had (``data/run_ids_issue13.json``),
-and so does every config under the fields added since (``HASH_OMIT``)."""
+and so does every config under the fields added since (``HASH_OMIT``). Then the quick profile
+decays its learning rate on a plateau (``train.lr_decays``, epoch cap 100): every quick id moved
+and nothing else (``data/run_ids_issue14.json`` holds the ids before)."""
 from __future__ import annotations
 
 import json
@@ -22,6 +24,7 @@ from csu_lib.study import grid, run_config
 PINNED = json.loads((Path(__file__).parent / "data" / "run_ids.json").read_text())
 BEFORE_ISSUE_13 = json.loads((Path(__file__).parent / "data" / "run_ids_issue12.json").read_text())
 BEFORE_ISSUE_14 = json.loads((Path(__file__).parent / "data" / "run_ids_issue13.json").read_text())
+BEFORE_LR_DECAYS = json.loads((Path(__file__).parent / "data" / "run_ids_issue14.json").read_text())
 
 
 def _computed() -> dict[str, str]:
@@ -65,8 +68,13 @@ def test_pinned_ids_name_the_run(key):
     assert PINNED[key].startswith(f"{loss}-{model}-s{seed}-")
 
 
+def test_lr_decays_moved_exactly_the_quick_ids():
+    changed = {k for k in PINNED if PINNED[k] != BEFORE_LR_DECAYS[k]}
+    assert changed == {k for k in PINNED if k.startswith("quick|")} and len(changed) == 63
+
+
 def test_issue_14_moved_only_the_csu_ids_and_gradient_keeps_them():
-    changed = {k for k in BEFORE_ISSUE_14 if BEFORE_ISSUE_14[k] != PINNED[k]}
+    changed = {k for k in BEFORE_ISSUE_14 if BEFORE_ISSUE_14[k] != BEFORE_LR_DECAYS[k]}
     assert changed == {k for k in BEFORE_ISSUE_14 if k.split("|")[1] == "csu"} and len(changed) == 96
     from csu_lib.study import run_config
 

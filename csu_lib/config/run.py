@@ -215,8 +215,22 @@ class TrainConfig(Serialisable):
     #: shards: "auto" (held when <= 2 GiB and <= a quarter of the free device memory), "always",
     #: "never". Only speed and memory depend on it, never the numbers (csu_lib.features).
     features_in_memory: str = "auto"
+    #: Learning-rate decay on a validation plateau: when ``early_stopping_patience`` epochs bring
+    #: no validation-mAP gain, the learning rate is multiplied by ``lr_decay_factor`` and training
+    #: goes on, at most ``lr_decays`` times; the plateau after the last decay stops the run. 0: the
+    #: first plateau stops it. (Multiplies ``lr_schedule``'s factor.)
+    lr_decays: int = 0
+    lr_decay_factor: float = 0.1
+
+    HASH_OMIT = {"lr_decays": 0, "lr_decay_factor": 0.1}
 
     def __post_init__(self) -> None:
+        _check(isinstance(self.lr_decays, int) and not isinstance(self.lr_decays, bool) and self.lr_decays >= 0,
+               "train.lr_decays", "must be an integer >= 0", self.lr_decays)
+        _check(_is_number(self.lr_decay_factor) and 0 < self.lr_decay_factor < 1, "train.lr_decay_factor",
+               "must be a number in (0, 1)", self.lr_decay_factor)
+        _check(self.lr_decays == 0 or self.early_stopping_patience is not None, "train.lr_decays",
+               "> 0 needs early_stopping_patience (the plateau that triggers a decay)", self.lr_decays)
         _check(self.features_in_memory in ("auto", "always", "never"), "train.features_in_memory",
                "must be 'auto', 'always' or 'never'", self.features_in_memory)
         _check(self.lr_schedule in LR_SCHEDULES, "train.lr_schedule", f"must be one of {LR_SCHEDULES}",

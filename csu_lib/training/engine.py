@@ -59,6 +59,9 @@ class RunState:
     best: dict = field(default_factory=lambda: {"score": -np.inf, "epoch": -1, "state": None})
     bad_epochs: int = 0
     stopped: bool = False
+    #: the plateau decays so far and the learning-rate multiplier they give (``train.lr_decays``)
+    lr_decays: int = 0
+    lr_scale: float = 1.0
     #: the loss state saved with the checkpoint and model.pt (frozen once the run stopped)
     loss_state: Optional[dict] = None
     #: what the run record says about how it was trained (e.g. ``{"vectorised": {...}}``)
@@ -68,12 +71,14 @@ class RunState:
         """Take the progress of an epoch checkpoint; returns the epoch to start from."""
         self.history, self.log_sigma2, self.best = ckpt["history"], ckpt["log_sigma2"], ckpt["best"]
         self.bad_epochs, self.stopped, self.loss_state = ckpt["bad_epochs"], ckpt.get("stopped", False), ckpt["loss"]
+        self.lr_decays, self.lr_scale = ckpt.get("lr_decays", 0), ckpt.get("lr_scale", 1.0)
         return ckpt["epoch"] + 1
 
     def end_epoch(self, row: dict, model_state: Optional[dict], loss_state: dict) -> None:
         """Record a finished epoch: its history row, the best weights (by validation mAP,
         ``model_state`` a CPU copy) with the loss state of the same moment (the learned s that
-        goes with those weights) and the early-stopping decision."""
+        goes with those weights) and the plateau decision: decay the learning rate
+        (``train.lr_decays``) or stop."""
         self.history.append(row)
         self.loss_state = loss_state
         if row["val.mAP"] > self.best["score"]:
@@ -82,8 +87,13 @@ class RunState:
             self.bad_epochs = 0
         else:
             self.bad_epochs += 1
-        patience = self.config.train.early_stopping_patience
-        self.stopped = patience is not None and self.bad_epochs >= patience
+        tc = self.config.train
+        if tc.early_stopping_patience is None or self.bad_epochs < tc.early_stopping_patience:
+            return
+        if self.lr_decays < tc.lr_decays:
+            self.lr_decays, self.lr_scale, self.bad_epochs = self.lr_decays + 1, self.lr_scale * tc.lr_decay_factor, 0
+        else:
+            self.stopped = True
 
 
 def make_state(config: RunConfig, run_dir: Path, data: PreparedData, device: torch.device) -> RunState:
@@ -120,7 +130,7 @@ class Backend:
         """Called before the first step of an epoch (set train mode; announce batches)."""
 
     def step(self, states: Sequence[RunState], rows: Sequence[np.ndarray], gens: Sequence[torch.Generator],
-             lr_scale: float) -> torch.Tensor:
+             lr_scales: Sequence[float]) -> torch.Tensor:
         """One optimiser step of every run on its batch (``rows``: indices into the training
         split); projects the learned reliability; returns the (n,) detached losses."""
         raise NotImplementedError
@@ -238,7 +248,7 @@ def train_epochs(backend: Backend, states: Sequence[RunState], start_epoch: int,
                 if on_step is not None:
                     on_step(epoch, step)
                 factor = lr_factor(tc.lr_schedule, epoch * steps_per_epoch + step, total_steps)
-                loss_sum += backend.step(states, rows, gens, factor)
+                loss_sum += backend.step(states, rows, gens, [factor * s.lr_scale for s in states])
                 if s_buf is not None:
                     s_buf[step] = backend.log_sigma2()
                 bar.update(1)
@@ -255,6 +265,7 @@ def train_epochs(backend: Backend, states: Sequence[RunState], start_epoch: int,
                 if s_np is not None:
                     state.log_sigma2.append(s_np[:, k])
                 row = {"epoch": epoch, "train_loss": float(loss_sum[k]) / steps_per_epoch, "seconds": seconds,
+                       "lr_scale": state.lr_scale,
                        **{f"val.{key}": v for key, v in vals[k].items()}}
                 state.end_epoch(row, model_states[k], backend.loss_state(k))
                 if backend.is_main:
@@ -267,7 +278,8 @@ def train_epochs(backend: Backend, states: Sequence[RunState], start_epoch: int,
                     save_checkpoint(state.run_dir, state.config, epoch=epoch, model=model_states[k],
                                     loss=state.loss_state, optimizer=backend.optimizer_state(k), rng=rng,
                                     history=state.history, log_sigma2=state.log_sigma2, best=state.best,
-                                    bad_epochs=state.bad_epochs, stopped=state.stopped, **state.extra)
+                                    bad_epochs=state.bad_epochs, stopped=state.stopped, lr_decays=state.lr_decays,
+                                    lr_scale=state.lr_scale, **state.extra)
             active = [s.history[-1] for s in states if s.history and s.history[-1]["epoch"] == epoch]
             if active:
                 bar.set_postfix(loss=f"{np.mean([h['train_loss'] for h in active]):.3f}",
@@ -315,7 +327,8 @@ def finish_run(backend: Backend, k: int, state: RunState) -> None:
         write_scores(state.run_dir, split, scores[split])
     rows = {split: data.split_rows(split) for split in scores}
     final = {**final_metrics(data.manifest, scores, rows, data.corruption),
-             **convergence(state.best["epoch"], len(state.history), state.stopped, tc.epochs)}
+             **convergence(state.best["epoch"], len(state.history), state.stopped, tc.epochs),
+             "lr_decays": state.lr_decays}
     rel = reliability(loss_fn)
     if rel is not None:  # s of the selected model against its stationary point for those weights
         mask = None if state.mask is None else state.mask.cpu().numpy()

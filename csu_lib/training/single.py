@@ -89,9 +89,9 @@ class SingleProcess(Backend):
         return self.loss_fn(logits, y, m)
 
     def step(self, states: Sequence[RunState], rows: Sequence[np.ndarray], gens: Sequence[torch.Generator],
-             lr_scale: float) -> torch.Tensor:
+             lr_scales: Sequence[float]) -> torch.Tensor:
         x, y, m, weight = self._batch(states[0], rows[0], gens[0])
-        self._set_lr(lr_scale)
+        self._set_lr(lr_scales[0])
         loss = self._loss(x, y, m, weight)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

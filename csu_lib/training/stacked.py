@@ -73,13 +73,20 @@ class StackedRuns:
         self._one, self._forward = one, forward
 
     # -- training ---------------------------------------------------------------------------
-    def step(self, x: torch.Tensor, y: torch.Tensor, mask: Optional[torch.Tensor], *, lr_scale: float = 1.0,
-             amp: bool = False) -> torch.Tensor:
+    def step(self, x: torch.Tensor, y: torch.Tensor, mask: Optional[torch.Tensor], *,
+             lr_scales: Optional[Sequence[float]] = None, amp: bool = False) -> torch.Tensor:
         """One optimiser step of every run on its own batch: ``x`` (N, B, ...), ``y`` and ``mask``
-        (N, B, C). Returns the N losses (detached, on the device)."""
+        (N, B, C); ``lr_scales``: each run's learning-rate multiplier (default 1). Returns the N
+        losses (detached, on the device)."""
         self.skeleton.train()
+        scales = [1.0] * self.n if lr_scales is None else [float(v) for v in lr_scales]
+        top = max(scales)
         for group, base in zip(self.optimizer.param_groups, self.base_lrs):
-            group["lr"] = base * lr_scale
+            group["lr"] = base * top
+        # runs at a lower rate: Adam's (and AdamW's) update is proportional to the learning rate,
+        # so the step at rate ``top`` is shrunk per run to the step at that run's rate
+        ratio = None if min(scales) == top else torch.tensor([v / top for v in scales], device=x.device)
+        before = [p.detach().clone() for p in self._stepped()] if ratio is not None else None
         dims = (0, 0, 0 if self.loss_params else None, 0, 0, None if mask is None else 0)
         with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=amp and x.device.type == "cuda"):
             losses = vmap(self._one, in_dims=dims, randomness="different")(
@@ -87,9 +94,17 @@ class StackedRuns:
         self.optimizer.zero_grad(set_to_none=True)
         losses.sum().backward()  # each model's gradient is that of its own loss
         self.optimizer.step()
+        if before is not None:
+            with torch.no_grad():
+                for p, old in zip(self._stepped(), before):
+                    p.copy_(old + (p - old) * ratio.view(-1, *([1] * (p.dim() - 1))))
         if self.reliability is not None:
             self.reliability.project_(self.loss_params)
         return losses.detach()
+
+    def _stepped(self) -> list[torch.Tensor]:
+        """Every stacked tensor the optimiser updates (first dimension: the run)."""
+        return [p for g in self.optimizer.param_groups for p in g["params"]]
 
     def log_sigma2(self) -> Optional[torch.Tensor]:
         """The stacked learned ``log sigma^2`` (N, C), or None for a loss that learns none."""
@@ -177,13 +192,13 @@ class Stacked(Backend):
             torch.cuda.set_rng_state(ckpts[0]["cuda_rng"], self.device)
 
     def step(self, states: Sequence[RunState], rows: Sequence[np.ndarray], gens: Sequence[torch.Generator],
-             lr_scale: float) -> torch.Tensor:
+             lr_scales: Sequence[float]) -> torch.Tensor:
         train_idx = states[0].data.train_idx
         local = torch.as_tensor(np.stack(rows), device=self.device)[..., None].expand(-1, -1, self.n_classes)
         x = torch.stack([self.feats(train_idx[r]) for r in rows])
         y = torch.gather(self.targets, 1, local)
         m = None if self.mask is None else torch.gather(self.mask, 1, local)
-        return self.stack.step(x, y, m, lr_scale=lr_scale, amp=self.amp)
+        return self.stack.step(x, y, m, lr_scales=lr_scales, amp=self.amp)
 
     def log_sigma2(self) -> torch.Tensor:
         return self.stack.log_sigma2()
