@@ -3,8 +3,9 @@
 The run record keeps the sigmoid scores of every split (``scores_<split>.npy``), so every
 number here can be recomputed later without the model:
 
-- ``test`` / ``val``: mAP, mAUC, d', lwlrap (:func:`csu_lib.metrics.evaluate`), accuracy and
-  class-wise precision at ``threshold``;
+- ``test`` / ``val``: mAP, mAUC, d', lwlrap (:func:`csu_lib.metrics.evaluate`), top-1 and
+  balanced accuracy when every clip has exactly one positive, the element-wise accuracy of the
+  N*C decisions and class-wise precision at ``threshold``;
 - ``test_by_source``: the same metrics on each ``source`` of the test split (recorded vs
   generated on the embedded benchmark), when the manifest has a source column;
 - ``train_fit``: how the model fits its TRAINING labels, split by corrupted vs clean clips
@@ -26,7 +27,11 @@ THRESHOLD = 0.5
 
 def split_metrics(scores: np.ndarray, targets: np.ndarray, threshold: float = THRESHOLD) -> dict:
     out = M.evaluate(scores, targets)
-    out["accuracy"] = float(M.accuracy_at_threshold(scores, targets, threshold))
+    # single-label data (one positive per clip): the accuracy the field reports
+    if M.is_single_label(targets):
+        out["top1_accuracy"] = M.top1_accuracy(scores, targets)
+        out["balanced_accuracy"] = M.balanced_accuracy(scores, targets)
+    out["elementwise_accuracy"] = float(M.elementwise_accuracy(scores, targets, threshold))
     precision = M.precision_at_threshold(scores, targets, threshold)
     out["class_precision"] = [None if np.isnan(p) else float(p) for p in precision]
     out["threshold"] = threshold

@@ -45,7 +45,10 @@ __all__ = [
     "d_prime",
     "lwlrap",
     "precision_at_threshold",
-    "accuracy_at_threshold",
+    "elementwise_accuracy",
+    "is_single_label",
+    "top1_accuracy",
+    "balanced_accuracy",
     "evaluate",
 ]
 
@@ -248,12 +251,41 @@ def precision_at_threshold(probs, targets, threshold: float = 0.5) -> np.ndarray
         return np.where(n_pred > 0, tp / np.maximum(n_pred, 1), np.nan)
 
 
-def accuracy_at_threshold(probs, targets, threshold: float = 0.5) -> float:
-    """Fraction of the N*C binary decisions ``probs >= threshold`` that match the targets."""
+def elementwise_accuracy(probs, targets, threshold: float = 0.5) -> float:
+    """Fraction of the N*C binary decisions ``probs >= threshold`` that match the targets (not
+    the accuracy of the field: with C classes and one positive per clip, predicting nothing
+    scores 1 - 1/C; see :func:`top1_accuracy`)."""
     p, pos = _check_pair(probs, targets, 2, ("probs", "targets"))
     if p.size == 0:
         return float("nan")
     return float(np.mean((p >= threshold) == pos))
+
+
+def is_single_label(targets) -> bool:
+    """Whether every clip has exactly one positive (target >= 0.5): single-label data such as
+    ESC-50, where the field reports top-1 accuracy."""
+    t = np.asarray(targets, dtype=np.float64)
+    return t.ndim == 2 and len(t) > 0 and bool(np.all((t >= POSITIVE_THRESHOLD).sum(axis=1) == 1))
+
+
+def _top1(scores, targets) -> tuple[np.ndarray, np.ndarray]:
+    s, pos = _check_pair(scores, targets, 2)
+    if not is_single_label(pos):
+        raise ValueError("top-1 accuracy needs single-label targets (exactly one positive per clip)")
+    return s.argmax(axis=1), pos.argmax(axis=1)
+
+
+def top1_accuracy(scores, targets) -> float:
+    """Share of clips whose highest-scoring class is their (single) positive class."""
+    pred, true = _top1(scores, targets)
+    return float(np.mean(pred == true))
+
+
+def balanced_accuracy(scores, targets) -> float:
+    """Mean over the classes that have clips of the share of their clips predicted (top-1)
+    as that class."""
+    pred, true = _top1(scores, targets)
+    return float(np.mean([np.mean(pred[true == c] == c) for c in np.unique(true)]))
 
 
 def evaluate(scores, targets) -> dict[str, float]:

@@ -150,7 +150,7 @@ def test_published_freegen50_files(tmp_path):
     _freegen_labels_only(root)
     fig = tmp_path / "fig"
     notebooks.execute("corruption", tmp_path / "out.ipynb", {
-        "dataset": "freegen50", "root": str(root), "published": True, "kinds": ["man", "sln"], "ratio": 0.25,
+        "data": {"dataset": "freegen50", "root": str(root)}, "published": True, "kinds": ["man", "sln"], "ratio": 0.25,
         "fig_dir": str(fig)})
     rates = _numbers(fig, "corruption_class_rates")
     assert rates["families"] is None and rates["dataset"] == "freegen50"

@@ -208,14 +208,27 @@ def test_precision_and_accuracy_by_hand():
     prec = M.precision_at_threshold(PROBS, TARGETS)
     np.testing.assert_allclose(prec, [2 / 3, 1.0, 0.0, np.nan], rtol=RTOL)
     # wrong decisions: (1,0) false pos, (0,2) false pos, (0,3) false neg -> 13 of 16 right.
-    assert M.accuracy_at_threshold(PROBS, TARGETS) == pytest.approx(13 / 16, rel=RTOL)
+    assert M.elementwise_accuracy(PROBS, TARGETS) == pytest.approx(13 / 16, rel=RTOL)
     # threshold 0.75: c0 {0} -> 1; c1 {2} -> 1; c2, c3 nothing -> NaN.
     prec = M.precision_at_threshold(PROBS, TARGETS, threshold=0.75)
     np.testing.assert_allclose(prec, [1.0, 1.0, np.nan, np.nan], rtol=RTOL)
     # wrong: (3,0) FN, (1,1) FN, (0,3) FN -> 13 of 16.
-    assert M.accuracy_at_threshold(PROBS, TARGETS, threshold=0.75) == pytest.approx(13 / 16, rel=RTOL)
+    assert M.elementwise_accuracy(PROBS, TARGETS, threshold=0.75) == pytest.approx(13 / 16, rel=RTOL)
     # threshold 0.05: everything but (3,2)=0.0 predicted; right = 5 positives + (3,2) -> 6/16.
-    assert M.accuracy_at_threshold(PROBS, TARGETS, threshold=0.05) == pytest.approx(6 / 16, rel=RTOL)
+    assert M.elementwise_accuracy(PROBS, TARGETS, threshold=0.05) == pytest.approx(6 / 16, rel=RTOL)
+
+
+def test_top1_and_balanced_accuracy_by_hand():
+    targets = np.eye(3)[[0, 0, 0, 1, 2]]
+    scores = np.array([[0.9, 0.1, 0.0], [0.2, 0.7, 0.1], [0.5, 0.4, 0.1], [0.1, 0.8, 0.3], [0.3, 0.2, 0.1]])
+    # argmax: 0, 1, 0, 1, 0 -> right for clips 0, 2, 3 -> 3/5; per class: 2/3, 1, 0 -> 5/9
+    assert M.top1_accuracy(scores, targets) == pytest.approx(3 / 5)
+    assert M.balanced_accuracy(scores, targets) == pytest.approx(5 / 9)
+    assert M.is_single_label(targets) and not M.is_single_label(TARGETS)
+    with pytest.raises(ValueError, match="single-label"):
+        M.top1_accuracy(PROBS, TARGETS)
+    # predicting nothing scores high element-wise, nothing on top-1 of a wrong argmax
+    assert M.elementwise_accuracy(np.zeros((5, 3)), targets) == pytest.approx(10 / 15)
 
 
 # ------------------------------------------------------------------------- evaluate
@@ -246,7 +259,7 @@ def test_errors():
         M.average_precision(scores[:, 0], targets[:-1, 0])
     bad = scores.copy()
     bad[3, 2] = np.nan
-    for fn in (M.per_class_ap, M.mean_average_precision, M.mean_auc, M.lwlrap, M.evaluate, M.precision_at_threshold, M.accuracy_at_threshold):
+    for fn in (M.per_class_ap, M.mean_average_precision, M.mean_auc, M.lwlrap, M.evaluate, M.precision_at_threshold, M.elementwise_accuracy):
         with pytest.raises(ConfigError, match="NaN"):
             fn(bad, targets)
     with pytest.raises(ConfigError, match="NaN"):

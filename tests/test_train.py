@@ -196,7 +196,13 @@ def test_final_metrics_recomputable_from_saved_scores(tmp_path, smoke_data):
     labels = data.manifest.labels[data.test_idx]
     fm = rec.final_metrics
     assert fm["test"]["mAP"] == pytest.approx(M.mean_average_precision(test_scores, labels)[0], abs=1e-12)
-    assert fm["test"]["accuracy"] == pytest.approx(M.accuracy_at_threshold(test_scores, labels, 0.5))
+    assert fm["test"]["elementwise_accuracy"] == pytest.approx(M.elementwise_accuracy(test_scores, labels, 0.5))
+    # the embedded benchmark is single-label: top-1 accuracy is a direct argmax count
+    hits = sum(int(np.argmax(s) == np.argmax(t)) for s, t in zip(test_scores, labels))
+    assert fm["test"]["top1_accuracy"] == hits / len(labels)
+    per_class = [np.mean([np.argmax(s) == c for s, t in zip(test_scores, labels) if np.argmax(t) == c])
+                 for c in sorted({int(np.argmax(t)) for t in labels})]
+    assert fm["test"]["balanced_accuracy"] == pytest.approx(np.mean(per_class))
     assert len(fm["test"]["class_precision"]) == data.manifest.n_classes
     # per-source results on the embedded benchmark: recorded and generated
     sources = data.manifest.clips["source"].to_numpy()[data.test_idx]

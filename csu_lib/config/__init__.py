@@ -8,16 +8,19 @@ package imports no implementation.
 
 - :mod:`.base`: the :class:`Serialisable` mixin (``to_dict``/``from_dict``/``hash``);
 - :mod:`.data`: :class:`FrontendConfig`, :class:`BenchmarkConfig`, :class:`DataConfig` and presets;
+- :mod:`.data_spec`: :class:`DataSpec`, the one data description of notebooks, study files and
+  ``csu figures --data`` (:func:`parse_data_spec`);
 - :mod:`.run`: :class:`CorruptionConfig`, :class:`MethodConfig`, :class:`ModelConfig`,
   :class:`LossConfig`, :class:`TrainConfig`, :class:`RunConfig`, and the spellings
   ``san:0.5`` (:func:`parse_condition`) and ``csu+mixup_or`` (:func:`parse_method_spec`).
 """
 from .base import Serialisable
 from .data import BENCHMARK_PRESETS, FRONTEND_PRESETS, BenchmarkConfig, DataConfig, FrontendConfig, frontend_preset
+from .data_spec import DATA_SPEC_KEYS, DataSpec, parse_data_spec
 from .run import (CORRUPTION_KINDS, LR_SCHEDULES, CorruptionConfig, LossConfig, MethodConfig, ModelConfig, RunConfig,
                   TrainConfig, corruption_label, method_label, method_spec, parse_condition, parse_method_spec)
 
-__all__ = ["BENCHMARK_PRESETS", "CORRUPTION_KINDS", "FRONTEND_PRESETS", "LR_SCHEDULES", "BenchmarkConfig",
+__all__ = ["BENCHMARK_PRESETS", "CORRUPTION_KINDS", "DATA_SPEC_KEYS", "DataSpec", "parse_data_spec", "FRONTEND_PRESETS", "LR_SCHEDULES", "BenchmarkConfig",
            "CorruptionConfig", "DataConfig", "FrontendConfig", "LossConfig", "MethodConfig", "ModelConfig",
            "RunConfig", "Serialisable", "TrainConfig", "corruption_label", "frontend_preset", "method_label",
            "method_spec", "parse_condition", "parse_method_spec"]

@@ -284,7 +284,13 @@ class RunConfig(Serialisable):
 
 def parse_condition(text: str) -> dict:
     """``"none"``, ``"san:0.5"``, ``"man:0.3"`` ... -> corruption overrides ``{kind, ratio}``
-    (a bare kind means ratio 0.5)."""
+    (a bare kind means ratio 0.5); ``"published:man:0.3"``: ESC-FreeGen50's published noisy
+    label files of that kind and ratio (``{kind, ratio, published: True}``)."""
+    if str(text).startswith("published:"):
+        out = parse_condition(str(text)[len("published:"):])
+        if out["kind"] == "none":
+            raise ConfigError(f"condition {text!r}: published noise needs a kind and a ratio, e.g. 'published:man:0.3'")
+        return {**out, "published": True}
     kind, _, ratio = str(text).partition(":")
     if kind not in CORRUPTION_KINDS:
         raise ConfigError(f"condition {text!r}: unknown corruption type {kind!r}; "

@@ -5,7 +5,8 @@
 - :mod:`.synth` + :mod:`.benchmark`: the embedded procedural benchmark (no download);
 - one loader module per on-disk layout: :mod:`.esc50`, :mod:`.freegen50`, :mod:`.fsd50k`,
   :mod:`.audioset`, :mod:`.csv_manifest` (shared readers in :mod:`.tables`);
-- :mod:`.validation` (every audio file checked once) and :mod:`.chunking` (long clips cut);
+- :mod:`.validation` (every audio file checked once), :mod:`.check` (``csu data check``: a
+  dataset's report without training) and :mod:`.chunking` (long clips cut);
 - :mod:`.registry`: :func:`load_dataset`, the one entry point, by ``DataConfig.dataset``.
 
 Importing this package registers every dataset.
@@ -14,6 +15,7 @@ from . import audioset, benchmark, csv_manifest, esc50, freegen50, fsd50k  # noq
 from .audio import load_audio, write_wav
 from .audioset import audioset_file_candidates, load_audioset, load_audioset_hdf5, read_hdf5_waveform
 from .benchmark import benchmark_config, build_benchmark, load_benchmark
+from .check import check_dataset, format_report
 from .chunking import chunk_manifest
 from .csv_manifest import load_csv_manifest
 from .esc50 import load_esc50
@@ -24,6 +26,6 @@ from .registry import load_dataset
 from .validation import validate_audio
 
 __all__ = ["FREEGEN_NOISY_KINDS", "SPLITS", "Manifest", "audioset_file_candidates", "benchmark_config",
-           "build_benchmark", "chunk_manifest", "freegen_source", "labels_from_names", "load_audio",
+           "build_benchmark", "check_dataset", "chunk_manifest", "format_report", "freegen_source", "labels_from_names", "load_audio",
            "load_audioset", "load_audioset_hdf5", "load_benchmark", "load_csv_manifest", "load_dataset",
            "load_esc50", "load_freegen50", "load_fsd50k", "read_hdf5_waveform", "validate_audio", "write_wav"]

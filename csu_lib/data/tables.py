@@ -5,6 +5,7 @@ Every failure is a :class:`~csu_lib.core.errors.ManifestError` naming the file.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path, PurePosixPath
 from typing import Any, Iterable
 
@@ -58,6 +59,15 @@ def relative_to_root(path: Path, root: Path) -> str:
         return path.relative_to(root).as_posix()
     except ValueError:
         return path.resolve().as_posix()
+
+
+def outside_root(filename: str, root: Path) -> bool:
+    """Whether ``filename`` (relative to ``root``) names a file outside ``root`` (an absolute
+    path, or ``..`` leading out of it)."""
+    if PurePosixPath(filename).is_absolute() or Path(filename).is_absolute():
+        return True
+    base = Path(os.path.abspath(root))
+    return not Path(os.path.abspath(base / filename)).is_relative_to(base)
 
 
 def split_names(text: str, delimiter: str) -> list[str]:

@@ -52,8 +52,10 @@ def _wav_declared_frames(path: Path) -> Optional[int]:
         return None
 
 
-def _inspect(path: Path, sample_rate: Optional[int], channels: Optional[int]) -> tuple[list[tuple[str, str]], float]:
-    """[(category, message)] problems of one file, and its duration in seconds (0 if unknown)."""
+def inspect_file(path: Path, sample_rate: Optional[int] = None, channels: Optional[int] = None,
+                 deep: bool = True) -> tuple[list[tuple[str, str]], float]:
+    """[(category, message)] problems of one file, and its duration in seconds (0 if unknown).
+    Without ``deep`` only the header is read (missing, corrupt header, empty, truncated WAV)."""
     if not path.is_file():
         return [("missing", "audio file not found")], 0.0
     try:
@@ -67,6 +69,8 @@ def _inspect(path: Path, sample_rate: Optional[int], channels: Optional[int]) ->
     if declared is not None and declared > frames:
         return [("truncated", f"truncated: the header declares {declared} frames but only {frames} are in "
                               f"the file")], frames / sr
+    if not deep:
+        return [], frames / sr
     n_read, nonzero, finite = 0, False, True
     try:
         with sf.SoundFile(str(path)) as f:
@@ -95,8 +99,10 @@ def _inspect(path: Path, sample_rate: Optional[int], channels: Optional[int]) ->
 
 
 def validate_audio(manifest: Manifest, *, sample_rate: Optional[int] = None, channels: Optional[int] = None,
-                   skip_unreadable: bool = False) -> dict:
-    """Read every audio file of ``manifest`` once and check it.
+                   skip_unreadable: bool = False, deep: bool = True) -> dict:
+    """Read every audio file of ``manifest`` once and check it (``deep=False``: headers only, the
+    check every run on a real dataset makes before training: missing, corrupt header, empty and
+    truncated files).
 
     Problems: missing, corrupt (unreadable header or data, NaN/inf), truncated (the WAV
     header declares more frames than the file holds, or fewer frames readable than the
@@ -117,21 +123,25 @@ def validate_audio(manifest: Manifest, *, sample_rate: Optional[int] = None, cha
     for i in range(len(manifest)):
         path = manifest.audio_path(i)
         if path not in results:
-            results[path] = _inspect(path, sample_rate, channels)
+            results[path] = inspect_file(path, sample_rate, channels, deep)
         problems, dur = results[path]
         clip = str(manifest.clips.at[i, "clip_id"])
+        where = f"{path}, {manifest.clips.at[i, 'label_row']}" if "label_row" in manifest.clips.columns else str(path)
         seconds[clip] = dur
         if not problems:
             keep.append(i)
             continue
         message = "; ".join(m for _, m in problems)
         if skip_unreadable and all(cat in UNREADABLE for cat, _ in problems):
-            skipped.append({"clip_id": clip, "path": str(path), "problem": message})
+            skipped.append({"clip_id": clip, "path": str(path), "problem": message,
+                            **({"row": manifest.clips.at[i, "label_row"]} if "label_row" in manifest.clips.columns
+                               else {})})
         else:
-            fatal.append(f"clip {clip!r} ({path}): {message}")
+            fatal.append(f"clip {clip!r} ({where}): {message}")
     if fatal:
+        hint = "" if skip_unreadable else " (data.skip_unreadable=True drops missing, corrupt, empty and truncated files)"
         raise AudioError(f"manifest {manifest.name!r}: {len(fatal)} clip(s) with unusable audio: "
-                         + " | ".join(fatal[:10]) + (" | ..." if len(fatal) > 10 else ""))
+                         + " | ".join(fatal[:10]) + (" | ..." if len(fatal) > 10 else "") + hint)
     kept = manifest if not skipped else manifest.subset(keep)
     if skipped:
         kept.extra = {**kept.extra, "skipped": list(kept.extra.get("skipped", [])) + skipped}

@@ -13,6 +13,7 @@
     corruption_*.npy     what the injector did to the training labels (when corrupted), and
     corruption.json      its description (written after the arrays)
     skipped_clips.json   clips dropped by ``data.skip_unreadable`` (when any), with why
+    unlabelled_clips.json  clips whose label cell was blank (when any): trained with no positive
     model.pt             the selected (best validation mAP) weights, the loss state, the config
                          and the class names
     scores_<split>.npy   sigmoid scores of the selected weights on train / val / test
@@ -43,6 +44,7 @@ FINAL_METRICS = "final_metrics.json"
 RECORD = "record.json"
 CORRUPTION = "corruption.json"
 SKIPPED = "skipped_clips.json"
+UNLABELLED = "unlabelled_clips.json"
 TEACHER_SCORES = "teacher_scores_train"
 LOCK = ".lock"
 

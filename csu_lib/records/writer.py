@@ -85,14 +85,17 @@ def write_corruption(run_dir: str | os.PathLike, result: CorruptionResult) -> No
 
 
 def write_start(run_dir: Path, *, versions_info: dict, corruption: Optional[CorruptionResult],
-                skipped: list) -> None:
+                skipped: list, unlabelled: Optional[list] = None) -> None:
     """The files a run writes before its first step: ``versions.json``, the corruption it trains
-    under (``corruption.json``, kept from an earlier start) and the clips it skipped."""
+    under (``corruption.json``, kept from an earlier start), the clips it skipped and those whose
+    label cell was blank."""
     atomic_write_json(run_dir / L.VERSIONS, versions_info)
     if corruption is not None and not (run_dir / L.CORRUPTION).is_file():
         write_corruption(run_dir, corruption)
     if skipped:
         atomic_write_json(run_dir / L.SKIPPED, skipped)
+    if unlabelled:
+        atomic_write_json(run_dir / L.UNLABELLED, unlabelled)
 
 
 def write_progress(run_dir: Path, history: list[dict], log_sigma2: list[np.ndarray], steps_per_epoch: int) -> None:

@@ -14,7 +14,7 @@ from typing import Any, Mapping, Optional, Sequence
 
 import yaml
 
-from ..config import MethodConfig, RunConfig, parse_condition, parse_method_spec
+from ..config import MethodConfig, RunConfig, parse_condition, parse_data_spec, parse_method_spec
 from ..core.errors import ConfigError, CsuError
 from .profiles import get_profile, run_config
 
@@ -26,10 +26,13 @@ def run_dir_for(config: RunConfig, runs_dir: str | os.PathLike) -> Path:
 
 def grid(profile: str, *, conditions: Sequence[str] = ("none",), losses: Sequence[str] = ("bce", "csu"),
          models: Optional[Sequence[str]] = None, seeds: Optional[Sequence[int]] = None, epochs: Optional[int] = None,
-         device: str = "auto", corruption: Optional[dict] = None, methods: Sequence[str] = ("none",)) -> list[RunConfig]:
+         device: str = "auto", corruption: Optional[dict] = None, methods: Sequence[str] = ("none",),
+         data: Any = None) -> list[RunConfig]:
     """The run configurations of a study: every condition x model x method x loss x seed.
 
-    ``conditions``: ``"none"`` or ``"KIND:RATIO"`` (see :func:`parse_condition`); ``corruption``:
+    ``data``: a data spec (:func:`csu_lib.config.parse_data_spec`; None: the embedded benchmark).
+    ``conditions``: ``"none"``, ``"KIND:RATIO"`` or ``"published:KIND:RATIO"`` (see
+    :func:`parse_condition`); ``corruption``:
     extra CorruptionConfig fields for the corrupted conditions (e.g. ``{"profile":
     "concentrated", "k_classes": 5}``); ``models=None``: the profile's backbones; ``seeds=None``:
     the profile's seeds.
@@ -39,6 +42,7 @@ def grid(profile: str, *, conditions: Sequence[str] = ("none",), losses: Sequenc
         if isinstance(values, str) or not list(values):
             raise ConfigError(f"{name} must be a non-empty list, got {values!r}")
     seed_list = list(seeds) if seeds is not None else list(get_profile(profile).seeds)
+    data = parse_data_spec(data)
     configs = []
     for cond in conditions:
         parsed = parse_condition(cond)
@@ -49,7 +53,7 @@ def grid(profile: str, *, conditions: Sequence[str] = ("none",), losses: Sequenc
                 for loss in losses:
                     for seed in seed_list:
                         cfg = run_config(profile, loss=loss, model=model, seed=int(seed), epochs=epochs,
-                                         device=device, corruption=parsed)
+                                         device=device, corruption=parsed, data=data)
                         if method != "none":
                             cfg = cfg.replace(method=MethodConfig(name=method))
                         configs.append(cfg)
@@ -58,7 +62,7 @@ def grid(profile: str, *, conditions: Sequence[str] = ("none",), losses: Sequenc
 
 #: The keys a study file may hold (see :func:`load_study`).
 STUDY_KEYS = ("name", "profile", "conditions", "losses", "models", "methods", "seeds", "epochs", "device",
-              "corruption")
+              "corruption", "data")
 
 
 def load_study(path: str | os.PathLike) -> tuple[str, list[RunConfig]]:
@@ -67,7 +71,9 @@ def load_study(path: str | os.PathLike) -> tuple[str, list[RunConfig]]:
     Keys (all optional but ``profile``): ``name`` (default: the file's stem), ``profile``
     (smoke | quick | paper), ``conditions`` (``none`` / ``KIND:RATIO``), ``losses``, ``models``,
     ``methods``, ``seeds`` (default: the profile's), ``epochs``, ``device``, ``corruption``
-    (extra CorruptionConfig fields for the corrupted conditions). The grid is every condition x
+    (extra CorruptionConfig fields for the corrupted conditions), ``data`` (a data spec, its
+    ``root`` relative to the study file; or the path of a data YAML file; default: the embedded
+    benchmark). The grid is every condition x
     model x method x loss x seed (:func:`grid`). An unknown key or value stops with an error
     naming it and the file.
     """
@@ -88,16 +94,26 @@ def load_study(path: str | os.PathLike) -> tuple[str, list[RunConfig]]:
     kwargs = {k: spec[k] for k in ("conditions", "losses", "models", "methods", "seeds", "epochs", "device",
                                    "corruption") if k in spec}
     try:
-        configs = grid(spec["profile"], **kwargs)
+        configs = grid(spec["profile"], data=_study_data(spec.get("data"), path), **kwargs)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     return str(spec.get("name") or path.stem), configs
 
 
+def _study_data(data: Any, path: Path) -> Any:
+    """A study file's ``data``: a mapping whose relative ``root`` is taken from the study file's
+    folder, or a data YAML file named relative to it."""
+    if isinstance(data, str):
+        return parse_data_spec(data if Path(data).is_absolute() else path.parent / data, where=f"{path}: data")
+    if isinstance(data, dict) and data.get("root") and not Path(str(data["root"])).expanduser().is_absolute():
+        data = {**data, "root": str((path.parent / str(data["root"])).resolve())}
+    return parse_data_spec(data, where=f"{path}: data")
+
+
 def audit_configs(profile: str, *, kinds: Sequence[str] = ("san", "man", "sln", "missing"), ratio: float = 0.5,
                   losses: Sequence[str] = ("csu",), models: Optional[Sequence[str]] = None,
                   seeds: Optional[Sequence[int]] = None, epochs: Optional[int] = None,
-                  device: str = "auto") -> list[RunConfig]:
+                  device: str = "auto", data: Any = None) -> list[RunConfig]:
     """The runs of the class-noise audit (``corruption.profile="audit"``, :mod:`csu_lib.corruption.audit`):
     every kind x model x loss (``csu``, ``csu2``) x seed, corrupted classes at levels up to ``ratio``
     beside untouched control classes, the corruption drawn anew for every seed."""
@@ -110,7 +126,7 @@ def audit_configs(profile: str, *, kinds: Sequence[str] = ("san", "man", "sln", 
     if bad or isinstance(losses, str):
         raise ConfigError(f"the audit reads a learned sigma: losses must be csu and/or csu2, got {losses!r}")
     return grid(profile, conditions=[f"{k}:{ratio}" for k in kinds], losses=list(losses), models=models, seeds=seeds,
-                epochs=epochs, device=device, corruption={"profile": "audit"})
+                epochs=epochs, device=device, corruption={"profile": "audit"}, data=data)
 
 
 def comparison_configs(profile: str, condition: str, methods: Sequence[str], seeds: Sequence[int], *,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..config import (BENCHMARK_PRESETS, CorruptionConfig, DataConfig, FrontendConfig, LossConfig, ModelConfig,
-                      RunConfig, TrainConfig, frontend_preset)
+                      RunConfig, TrainConfig, frontend_preset, parse_data_spec)
 from ..core.errors import ConfigError, unknown_name
 from ..models import DEFAULT_WIDTH
 
@@ -71,8 +71,11 @@ def run_config(profile: str = "quick", *, loss: str = "bce", model: str | None =
                corruption: dict[str, Any] | None = None,
                benchmark: dict[str, Any] | None = None, train: dict[str, Any] | None = None,
                loss_options: dict[str, Any] | None = None,
-               frontend: str | FrontendConfig | None = None) -> RunConfig:
-    """A RunConfig for the embedded benchmark at a profile's size, with overrides.
+               frontend: str | FrontendConfig | None = None, data: Any = None) -> RunConfig:
+    """A RunConfig at a profile's training sizes, on the embedded benchmark at the profile's size
+    or on the dataset of the data spec ``data`` (:func:`csu_lib.config.parse_data_spec`: a
+    mapping, a YAML file or a DataSpec; its front-end preset applies unless ``frontend`` is
+    given, and with ``published_noise`` every corrupted condition reads the published files).
 
     ``model=None`` is the profile's first backbone; ``epochs=None`` takes the profile's value
     (the cap when the profile stops early); ``width=None`` the backbone's CPU-sized default
@@ -85,8 +88,13 @@ def run_config(profile: str = "quick", *, loss: str = "bce", model: str | None =
     model = model or p.backbones[0]
     if epochs is not None and (not isinstance(epochs, int) or isinstance(epochs, bool) or epochs <= 0):
         raise ConfigError(f"epochs must be a positive integer, got {epochs!r}")
+    spec = parse_data_spec(data)
+    if spec is not None and benchmark:
+        raise ConfigError(f"benchmark overrides apply to the embedded benchmark, not to dataset {spec.data.dataset!r}")
+    frontend = frontend if frontend is not None or spec is None else spec.frontend
     fe = frontend_preset(frontend) if isinstance(frontend, str) else (frontend or FrontendConfig())
     bench = BENCHMARK_PRESETS[p.benchmark].replace(**{"sample_rate": fe.sample_rate, **(benchmark or {})})
+    data_cfg = DataConfig(benchmark=bench) if spec is None else spec.data
     train_cfg = TrainConfig(epochs=epochs or p.epochs, lr=p.lr, batch_size=p.batch_size, seed=seed, device=device,
                             early_stopping_patience=p.early_stopping_patience, lr_schedule=p.lr_schedule,
                             lr_decays=p.lr_decays)
@@ -97,7 +105,9 @@ def run_config(profile: str = "quick", *, loss: str = "bce", model: str | None =
     corruption = dict(corruption or {})
     if corruption.get("kind", "none") != "none":
         corruption = {"seed": seed, **corruption}
-    return RunConfig(data=DataConfig(benchmark=bench), frontend=fe, corruption=CorruptionConfig(**corruption),
+        if spec is not None and spec.published_noise:
+            corruption["published"] = True
+    return RunConfig(data=data_cfg, frontend=fe, corruption=CorruptionConfig(**corruption),
                      model=ModelConfig(name=model, width=width if width is not None else _width(p, model)), loss=LossConfig(name=loss, **(loss_options or {})),
                      train=train_cfg)
 

@@ -310,7 +310,7 @@ def start_runs(backend: Backend, states: Sequence[RunState]) -> None:
     extra_versions, _ = backend.record_extra()
     for state in states:
         write_start(state.run_dir, versions_info={**versions(backend.device), **extra_versions},
-                    corruption=state.data.corruption, skipped=state.data.skipped)
+                    corruption=state.data.corruption, skipped=state.data.skipped, unlabelled=state.data.unlabelled)
 
 
 def finish_run(backend: Backend, k: int, state: RunState) -> None:

@@ -13,6 +13,7 @@ teachers see exactly the student's noisy labels), then cut (:func:`training_fold
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field, replace
 from typing import Optional
 
@@ -24,6 +25,7 @@ from ..core.errors import ConfigError
 from ..corruption import CorruptionResult, corrupt_labels, load_freegen50_noisy, rates_from_labels
 from ..data import Manifest, load_dataset, validate_audio
 from ..features import FeatureStore, build_features
+from ..records.layout import UNLABELLED
 
 
 def resolve_device(name: str) -> torch.device:
@@ -47,6 +49,8 @@ class PreparedData:
     train_labels: np.ndarray  # (n_train, C) after corruption
     corruption: Optional[CorruptionResult]
     skipped: list = field(default_factory=list)  # clips dropped by data.skip_unreadable, with why
+    #: clips whose label cell was blank (no positive), as the loader listed them
+    unlabelled: list = field(default_factory=list)
     #: ``(k, K, seed)`` when the training split is cut to all folds but k (:func:`restrict_training`)
     holdout: Optional[tuple[int, int, int]] = None
 
@@ -61,9 +65,15 @@ def prepare_data(config: RunConfig, *, data_dir: Optional[str | os.PathLike] = N
     """Dataset -> corruption -> features (cached). Validation and test labels stay clean."""
     manifest = manifest if manifest is not None else load_dataset(config.data, data_dir, progress=progress)
     skipped: list[dict] = []
-    if config.data.skip_unreadable:
-        checked = validate_audio(manifest, skip_unreadable=True)
+    # a real dataset's files are checked before any feature is built: by default their headers
+    # (missing, corrupt, empty and truncated files stop here, naming clip, file and row); with
+    # skip_unreadable every sample, dropping the unusable clips (listed in the run record)
+    if config.data.skip_unreadable or (config.data.dataset != "embedded" and "hdf5" not in manifest.extra):
+        checked = validate_audio(manifest, skip_unreadable=config.data.skip_unreadable,
+                                 deep=config.data.skip_unreadable)
         manifest, skipped = checked["manifest"], checked["skipped"]
+    kept = set(manifest.clips["clip_id"].astype(str))
+    unlabelled = [c for c in manifest.extra.get("unlabelled", []) if str(c["clip_id"]) in kept]
     clip_seconds = config.data.clip_seconds or (
         config.data.benchmark.clip_seconds if config.data.dataset == "embedded" else None)
     if clip_seconds is None:
@@ -87,7 +97,11 @@ def prepare_data(config: RunConfig, *, data_dir: Optional[str | os.PathLike] = N
         corruption = corrupt_labels(clean, config.corruption, similarity=manifest.similarity,
                                     class_names=manifest.class_names)
         train_labels = corruption.labels
-    prepared = PreparedData(manifest, store, train_idx, val_idx, test_idx, train_labels, corruption, skipped)
+    if unlabelled:
+        warnings.warn(f"{len(unlabelled)} clip(s) of {manifest.name!r} have a blank label cell and train with no "
+                      f"positive (first: {unlabelled[0]}); the run record lists them in {UNLABELLED}", stacklevel=2)
+    prepared = PreparedData(manifest, store, train_idx, val_idx, test_idx, train_labels, corruption, skipped,
+                            unlabelled=unlabelled)
     return restrict_training(prepared, config)
 
 
