@@ -89,7 +89,7 @@ def test_figures_refuses_a_bad_data_spec_before_running(tmp_path, capsys):
     (tmp_path / "d.yaml").write_text(json.dumps({"dataset": "csv", "roots": "x"}))
     rc = cli.main(["figures", "--profile", "smoke", "--data", str(tmp_path / "d.yaml"),
                    "--runs-dir", str(tmp_path / "runs"), "--fig-dir", str(tmp_path / "fig")])
-    assert rc == 2 and "unknown data key(s) ['roots']" in capsys.readouterr().err
+    assert rc == 2 and "unknown key(s) ['roots']" in capsys.readouterr().err
     assert not (tmp_path / "fig").exists()
 
 

@@ -24,9 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-import yaml
-
 from ..core.errors import ConfigError
+from ..core.io import read_yaml_mapping
 from ..core.paths import resolve_path
 from .data import FRONTEND_PRESETS, DataConfig
 
@@ -64,13 +63,8 @@ def parse_data_spec(spec: Any, *, where: str = "data") -> Optional[DataSpec]:
     base = None
     if isinstance(spec, (str, os.PathLike)):
         path = Path(spec).expanduser()
-        if not path.is_file():
-            raise ConfigError(f"{where}: data spec file {path} not found (give a mapping or a YAML file)")
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-        spec = loaded.get("data", loaded) if isinstance(loaded, dict) else loaded
+        loaded = read_yaml_mapping(path, "data spec file", (*DATA_SPEC_KEYS, "data"))
+        spec = loaded.get("data", loaded)
         where, base = str(path), path.parent
     if not isinstance(spec, dict):
         raise ConfigError(f"{where}: a data spec is a mapping of {', '.join(DATA_SPEC_KEYS)}, got {spec!r}")

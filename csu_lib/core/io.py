@@ -16,8 +16,9 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
+import yaml
 
-from .errors import CsuError
+from .errors import ConfigError, CsuError
 
 
 @contextmanager
@@ -94,3 +95,22 @@ def publish_dir(tmp: str | os.PathLike, final: str | os.PathLike, marker: str) -
         shutil.rmtree(tmp, ignore_errors=True)
         if not (final / marker).is_file():
             raise CsuError(f"cannot move the built folder into {final} ({exc}); delete {final} and retry") from exc
+
+
+def read_yaml_mapping(path: str | os.PathLike, what: str, keys: tuple[str, ...]) -> dict:
+    """The mapping a YAML file holds (``{}`` for an empty file), for a ``what`` whose valid
+    top-level keys are ``keys``: a missing file, invalid YAML, a non-mapping or an unknown key
+    is a :class:`ConfigError` naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what} {path} not found")
+    try:
+        spec = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{path}: a {what} is a mapping of {', '.join(keys)}")
+    unknown = sorted(set(spec) - set(keys))
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {unknown}; valid keys: {', '.join(keys)}")
+    return spec

@@ -12,10 +12,10 @@ import re
 from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
-import yaml
 
 from ..config import MethodConfig, RunConfig, parse_condition, parse_data_spec, parse_method_spec
-from ..core.errors import ConfigError, CsuError
+from ..core.errors import ConfigError
+from ..core.io import read_yaml_mapping
 from .profiles import get_profile, run_config
 
 
@@ -78,17 +78,7 @@ def load_study(path: str | os.PathLike) -> tuple[str, list[RunConfig]]:
     naming it and the file.
     """
     path = Path(path)
-    if not path.is_file():
-        raise CsuError(f"study file {path} not found")
-    try:
-        spec = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
-    if not isinstance(spec, dict):
-        raise ConfigError(f"{path}: a study is a mapping of {', '.join(STUDY_KEYS)}")
-    unknown = sorted(set(spec) - set(STUDY_KEYS))
-    if unknown:
-        raise ConfigError(f"{path}: unknown key(s) {unknown}; valid keys: {', '.join(STUDY_KEYS)}")
+    spec = read_yaml_mapping(path, "study file", STUDY_KEYS)
     if "profile" not in spec:
         raise ConfigError(f"{path}: 'profile' is required (smoke | quick | paper)")
     kwargs = {k: spec[k] for k in ("conditions", "losses", "models", "methods", "seeds", "epochs", "device",
