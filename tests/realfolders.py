@@ -12,7 +12,7 @@ import numpy as np
 import soundfile as sf
 
 SR = 16000
-SECONDS = 1.0
+SECONDS = 0.5
 CLASSES = ["dog", "rooster", "rain", "sea_waves", "crying_baby", "clock_tick"]
 SPLIT_SIZES = {"train": 8, "val": 3, "test": 3}  # clips per class
 NOISE_RATIOS = (0.1, 0.3, 0.5)

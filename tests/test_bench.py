@@ -194,3 +194,13 @@ def test_csu_fit_reports_the_stationarity_gap_of_each_fit(tmp_path):
     assert set(rows) == {"stationary", "gradient"}, out
     # the stationary fit is at its optimum (recomputed from the records); 2 epochs of Adam are not
     assert rows["stationary"] < 1e-3 < 0.3 < rows["gradient"]
+
+
+def test_feature_workers_prints_ratio_and_resumes():
+    out = run_bench("feature_workers.py", "--clips", "40", "--seconds", "0.2", "--rate", "22050", "--workers", "1,2",
+                    "--batch-size", "4")
+    m = re.search(rf"2 workers vs 1: ratio {NUMBER}x \({NUMBER} vs {NUMBER} clips/s\); features identical: True", out)
+    assert m, out
+    assert float(m.group(1)) == pytest.approx(float(m.group(2)) / float(m.group(3)), rel=0.05, abs=0.006)
+    assert re.search(r"interrupted build \(killed after 20 of 40 clips, exit -9\) resumed in [0-9.]+ s; "
+                     r"store identical to an uninterrupted build: True", out), out

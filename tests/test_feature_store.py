@@ -20,7 +20,7 @@ import torch
 from csu_lib import features as F
 from csu_lib.config import FrontendConfig, TrainConfig
 from csu_lib.core.errors import ConfigError, CsuError
-from csu_lib.features import store as feature_store
+from csu_lib.features import build as feature_build
 
 ROOT = Path(__file__).resolve().parents[1]
 MELS, FRAMES = 8, 5
@@ -154,35 +154,78 @@ def test_killed_build_publishes_nothing(tmp_path):
     assert len(store) == 30
 
 
-def test_build_features_failure_mid_build_leaves_no_store(tmp_path, monkeypatch):
-    """build_features itself: a clip that fails to load after two shards were written."""
+def _ten_clips(tmp_path):
     import pandas as pd
 
     from csu_lib.data.manifest import Manifest
 
+    tmp_path.mkdir(parents=True, exist_ok=True)
     audio = tmp_path / "a.wav"
     audio.write_bytes(b"x")
-    m = Manifest(clips=pd.DataFrame({"clip_id": [f"c{i}" for i in range(10)], "path": "a.wav", "split": "train"}),
-                 labels=np.zeros((10, 1)), class_names=["k"], root=tmp_path)
-    calls = []
+    return Manifest(clips=pd.DataFrame({"clip_id": [f"c{i}" for i in range(10)], "path": "a.wav", "split": "train"}),
+                    labels=np.zeros((10, 1)), class_names=["k"], root=tmp_path)
 
-    def fake_load(path, sr, n, offset_seconds=0.0, clip_id=None):
+
+def _sine(path, sr, n, offset_seconds=0.0, clip_id=None):
+    return np.sin(np.arange(n, dtype=np.float32) * 0.01 * (1 + int(clip_id[1:])))
+
+
+def test_build_features_failure_mid_build_publishes_nothing_and_resumes(tmp_path, monkeypatch):
+    """build_features itself: a clip that fails to load after two blocks were written. Nothing is
+    published; the next build computes only the blocks not yet written and gives the store an
+    uninterrupted build gives."""
+    m = _ten_clips(tmp_path)
+    calls, broken = [], {"c7"}
+
+    def failing(path, sr, n, offset_seconds=0.0, clip_id=None):
         calls.append(clip_id)
-        if len(calls) > 7:
+        if clip_id in broken:
             raise CsuError(f"clip {clip_id}: unreadable")
-        return np.sin(np.arange(n, dtype=np.float32) * 0.01 * len(calls))
+        return _sine(path, sr, n, clip_id=clip_id)
 
-    monkeypatch.setattr(feature_store, "load_audio", fake_load)
+    monkeypatch.setattr(feature_build, "load_audio", failing)
     cache = tmp_path / "cache"
     with pytest.raises(CsuError, match="clip c7: unreadable"):
         F.build_features(m, FrontendConfig(), 0.05, cache_dir=cache, batch_size=3, progress=False, shard_clips=2)
-    assert list((cache / "features").iterdir()) == []
+    assert not [p for p in (cache / "features").iterdir() if not p.name.startswith(".")]  # nothing published
     calls.clear()
-    monkeypatch.setattr(feature_store, "load_audio", lambda path, sr, n, offset_seconds=0.0, clip_id=None:
-                        np.sin(np.arange(n, dtype=np.float32) * 0.01 * int(clip_id[1:])))
-    store = F.build_features(m, FrontendConfig(), 0.05, cache_dir=cache, batch_size=3, progress=False,
-                             shard_clips=4)
-    assert store.features.n_shards == 3 and store.features.shape == (10, 64, 6)
+    broken.clear()
+    store = F.build_features(m, FrontendConfig(), 0.05, cache_dir=cache, batch_size=3, progress=False, shard_clips=2)
+    assert calls == ["c6", "c7", "c8", "c9"]  # blocks 0-1 (c0-c5) were kept
+    monkeypatch.setattr(feature_build, "load_audio", _sine)
+    fresh = F.build_features(m, FrontendConfig(), 0.05, cache_dir=tmp_path / "fresh", batch_size=3, progress=False,
+                             shard_clips=2)
+    np.testing.assert_array_equal(np.asarray(store.features), np.asarray(fresh.features))
+    assert store.features.n_shards == 5 and not any(p.name.endswith(".partial") for p in (cache / "features").iterdir())
+    # other settings (here the shard size) do not reuse a partial build of other settings
+    m2 = _ten_clips(tmp_path / "other")
+    broken.add("c7")
+    with pytest.raises(CsuError):
+        monkeypatch.setattr(feature_build, "load_audio", failing)
+        F.build_features(m2, FrontendConfig(), 0.05, cache_dir=cache, batch_size=3, progress=False, shard_clips=2)
+    monkeypatch.setattr(feature_build, "load_audio", _sine)
+    other = F.build_features(m2, FrontendConfig(), 0.05, cache_dir=cache, batch_size=3, progress=False, shard_clips=4)
+    assert other.features.n_shards == 3
+    np.testing.assert_array_equal(np.asarray(other.features), np.asarray(fresh.features))
+
+
+def test_two_workers_build_the_same_store_as_one(tmp_path):
+    """Worker processes (spawned) compute the same float16 features as the builder alone."""
+    import pandas as pd
+
+    from csu_lib.data import write_wav
+    from csu_lib.data.manifest import Manifest
+
+    rng = np.random.default_rng(0)
+    for i in range(24):
+        write_wav(tmp_path / f"c{i}.wav", 0.2 * rng.standard_normal(4000).astype(np.float32), 8000)
+    m = Manifest(clips=pd.DataFrame({"clip_id": [f"c{i}" for i in range(24)], "path": [f"c{i}.wav" for i in range(24)],
+                                     "split": "train"}), labels=np.zeros((24, 1)), class_names=["k"], root=tmp_path)
+    fe = FrontendConfig()
+    one = F.build_features(m, fe, 0.5, cache_dir=tmp_path / "one", batch_size=3, progress=False, workers=1)
+    two = F.build_features(m, fe, 0.5, cache_dir=tmp_path / "two", batch_size=3, progress=False, workers=2)
+    assert feature_build.resolve_workers(2, 24, 3) == 2  # 8 blocks: parallel indeed
+    np.testing.assert_array_equal(np.asarray(one.features), np.asarray(two.features))
 
 
 def test_legacy_single_file_store_opens(tmp_path):

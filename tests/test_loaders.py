@@ -377,8 +377,20 @@ def test_audioset_hdf5(tmp_path, as_root):
     assert m.clips["duration"].tolist() == [0.1] * 3
     x = read_hdf5_waveform(m.root / m.clips.at[1, "path"])
     np.testing.assert_allclose(x, wave[1] / 32768.0)
-    with pytest.raises(ManifestError, match="row 5 out of range"):
+    with pytest.raises(ManifestError, match=r"row\(s\) \[5\] out of range"):
         read_hdf5_waveform(path, 5)
+    # the pack feeds the feature store directly: the features of its rows, resampled to the front-end's rate
+    import torch
+
+    from csu_lib.config import FrontendConfig
+    from csu_lib.data.audio import resample
+    from csu_lib.features import LogMel, build_features
+
+    fe = FrontendConfig(sample_rate=8000, f_max=4000.0)
+    store = build_features(m, fe, 0.1, cache_dir=tmp_path / "cache", progress=False)
+    ref = LogMel(fe)(torch.from_numpy(np.stack([resample(wave[i] / np.float32(32768.0), 16000, 8000)
+                                                for i in range(3)]).astype(np.float32))).numpy()
+    np.testing.assert_allclose(np.asarray(store.features, dtype=np.float32), ref, rtol=1e-3, atol=0.05)
 
 
 def test_hdf5_without_h5py_says_how_to_install(tmp_path, monkeypatch):

@@ -157,18 +157,24 @@ def audit_scores(records: Sequence[RunRecord], teacher: Optional[Mapping[str, np
     return pd.DataFrame(rows)
 
 
+#: The scores of an estimator against the truth (:func:`summarise_scores`).
+SCORES = ("auroc", "spearman", "partial_spearman", "precision_at_k")
+
+
 def summarise_scores(scores: pd.DataFrame, by: Sequence[str] = ("kind", "loss", "estimator")) -> pd.DataFrame:
     """Mean and 95% t-interval over runs (seeds) of every score column, with ``n_runs``. With 3
     runs a t-interval can leave the range of a bounded score; it is clipped to that range (AUROC
     and precision@k: [0, 1]; correlations: [-1, 1])."""
-    value_cols = [c for c in scores.columns if c in ("auroc", "spearman", "partial_spearman", "precision_at_k")
-                  or c.startswith("auroc@")]
+    # the four scores always have a column: NaN where undefined (e.g. AUROC without a control
+    # class, as under published noise that corrupts every class)
+    value_cols = list(SCORES) + [c for c in scores.columns if c.startswith("auroc@")]
     rows = []
     for key, group in scores.groupby(list(by), sort=False):
         row = dict(zip(by, key if isinstance(key, tuple) else (key,)))
         row["n_runs"] = len(group)
         for col in value_cols:
-            vals = group[col].dropna().to_numpy(np.float64)
+            vals = group[col].dropna().to_numpy(np.float64) if col in group else np.empty(0)
+            row.update({col: np.nan, f"{col}_lo": np.nan, f"{col}_hi": np.nan})
             if len(vals):
                 mean, lo, hi = mean_ci(vals)
                 floor = -1.0 if "spearman" in col else 0.0

@@ -220,17 +220,28 @@ class Panel:
                 "surface": self.surface.tolist()}
 
 
+def named_pair(class_names: Sequence[str], pair: Sequence[str]) -> tuple[int, int]:
+    """The indices of two class names; an unknown name is an error listing the classes."""
+    if isinstance(pair, str) or len(pair) != 2 or pair[0] == pair[1]:
+        raise ConfigError(f"class_pair must name two different classes, got {pair!r}")
+    unknown = [n for n in pair if n not in class_names]
+    if unknown:
+        raise ConfigError(f"class_pair: unknown class(es) {unknown}; the dataset's classes are {list(class_names)}")
+    return class_names.index(pair[0]), class_names.index(pair[1])
+
+
 def score_plane_panels(records: Sequence[RunRecord], grid: np.ndarray, *, data_dir=None,
-                       cache_dir=None) -> list[list[Panel]]:
+                       cache_dir=None, class_pair: Optional[Sequence[str]] = None) -> list[list[Panel]]:
     """The score planes of ``records`` (corrupted runs), one row per condition (in order of first
-    appearance), one panel per run; the runs of a condition share its most-hit class pair."""
+    appearance), one panel per run; the runs of a condition share its most-hit class pair, or
+    ``class_pair`` (two class names) for every condition."""
     by_condition: dict[str, list[RunRecord]] = {}
     for rec in records:
         by_condition.setdefault(rec.config.corruption.label, []).append(rec)
     rows = []
     for recs in by_condition.values():
         data = prepare_data(recs[0].config, data_dir=data_dir, cache_dir=cache_dir, progress=False)
-        pair = default_class_pair(data)
+        pair = default_class_pair(data) if class_pair is None else named_pair(data.manifest.class_names, class_pair)
         names = [data.manifest.class_names[c] for c in pair]
         panels = []
         for rec in recs:

@@ -42,16 +42,21 @@ def load_audio(path: str | os.PathLike, sample_rate: int, n_samples: Optional[in
         raise AudioError(f"{who}: audio file is empty (0 samples at offset {offset_seconds} s)")
     if not np.isfinite(data).all():
         raise AudioError(f"{who}: audio contains NaN or infinite samples")
-    mono = data.mean(axis=1)
-    if native != sample_rate:
-        with torch.no_grad():
-            mono = _resampler(native, sample_rate)(torch.from_numpy(mono)).numpy()
+    mono = resample(data.mean(axis=1), native, sample_rate)
     if n_samples is not None:
         if mono.shape[0] >= n_samples:
             mono = mono[:n_samples]
         else:
             mono = np.pad(mono, (0, n_samples - mono.shape[0]))
     return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def resample(wave: np.ndarray, native: int, sample_rate: int) -> np.ndarray:
+    """A mono float32 signal at ``native`` Hz resampled to ``sample_rate`` Hz (unchanged when equal)."""
+    if native == sample_rate:
+        return wave
+    with torch.no_grad():
+        return _resampler(native, sample_rate)(torch.from_numpy(np.ascontiguousarray(wave, np.float32))).numpy()
 
 
 @lru_cache(maxsize=16)

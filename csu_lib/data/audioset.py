@@ -186,8 +186,8 @@ def load_audioset_hdf5(path: str | os.PathLike, *, split: str = "train",
     ``target`` (N, C) bool) as a Manifest of one ``split``.
 
     The waveforms stay in the file: the ``path`` column is ``"<file name>#<row>"`` (relative to
-    the file's folder, the manifest root), which :func:`csu_lib.data.audio.load_audio`,
-    :meth:`Manifest.check_files` and :func:`validate_audio` do not read; read a clip with
+    the file's folder, the manifest root); the feature store reads them from the file
+    (:func:`read_hdf5_rows`, resampled from ``sample_rate``); read a clip with
     :func:`read_hdf5_waveform`. Class names from ``class_labels_csv`` (AudioSet's
     ``class_labels_indices.csv``), ``class_names``, or ``class_000``... ``duration`` assumes
     ``sample_rate`` (PANNs packs 32 kHz).
@@ -223,22 +223,27 @@ def load_audioset_hdf5(path: str | os.PathLike, *, split: str = "train",
                     name="audioset_hdf5", extra={"hdf5": str(path), "sample_rate": sample_rate})
 
 
+def read_hdf5_rows(path: str | os.PathLike, rows: Sequence[int]) -> list[np.ndarray]:
+    """The waveform rows ``rows`` of a PANNs HDF5 pack as float32 in [-1, 1), the file opened once."""
+    h5py = _import_h5py()
+    p = Path(path)
+    require_file(p, "HDF5 file")
+    with h5py.File(p, "r") as f:
+        n = f["waveform"].shape[0]
+        bad = [r for r in rows if not 0 <= r < n]
+        if bad:
+            raise ManifestError(f"{p}: row(s) {bad[:5]} out of range (the file has {n} rows)")
+        out = [f["waveform"][int(r)] for r in rows]
+    return [(d.astype(np.float32) / 32768.0).astype(np.float32) if np.issubdtype(d.dtype, np.integer)
+            else np.asarray(d, dtype=np.float32) for d in out]
+
+
 def read_hdf5_waveform(path: str | os.PathLike, row: Optional[int] = None) -> np.ndarray:
     """Row ``row`` of a PANNs HDF5 ``waveform`` as float32 in [-1, 1); ``path`` may be ``"file.h5#row"``."""
-    h5py = _import_h5py()
     text = str(path)
     if row is None:
         if "#" not in text:
             raise ConfigError(f"read_hdf5_waveform: give a row or a path '<file>#<row>', got {text!r}")
         text, _, r = text.rpartition("#")
         row = int(r)
-    p = Path(text)
-    require_file(p, "HDF5 file")
-    with h5py.File(p, "r") as f:
-        n = f["waveform"].shape[0]
-        if not 0 <= row < n:
-            raise ManifestError(f"{p}: row {row} out of range (the file has {n} rows)")
-        data = f["waveform"][row]
-    if np.issubdtype(data.dtype, np.integer):
-        return (data.astype(np.float32) / 32768.0).astype(np.float32)
-    return np.asarray(data, dtype=np.float32)
+    return read_hdf5_rows(text, [row])[0]

@@ -102,8 +102,9 @@ class Manifest:
         """
         h = hashlib.sha256()
         cols = [c for c in ("clip_id", "path", "offset", "duration") if c in self.clips.columns]
+        packed = "hdf5" in self.extra  # the waveforms live in one HDF5 file ("<file>#<row>")
         for i, row in enumerate(self.clips[cols].itertuples(index=False)):
-            st = os.stat(self.audio_path(i))
+            st = os.stat(str(self.audio_path(i)).rpartition("#")[0] if packed else self.audio_path(i))
             h.update(repr((tuple(row), st.st_size, st.st_mtime_ns)).encode())
         return h.hexdigest()[:16]
 

@@ -5,8 +5,9 @@ the same store (:mod:`csu_lib.features.shards` reads it).
 Every shard holds ``shard_clips`` clips (the last one fewer), chosen so that a shard is about
 :data:`SHARD_BYTES`; a 2M-clip AudioSet store is a few thousand files, never one giant one.
 A store is written shard by shard (:class:`StoreWriter`, never holding the dataset in RAM) into a
-temporary folder that is renamed into place when complete, so an interrupted build is redone,
-never half-read.
+temporary folder that is renamed into place when complete, so a store is never half-read; a
+resumable writer (what :func:`csu_lib.features.build.build_features` uses) records its progress
+there, and an interrupted build goes on from the last checkpoint.
 """
 from __future__ import annotations
 
@@ -18,16 +19,11 @@ from pathlib import Path
 from typing import Optional
 
 import numpy as np
-import torch
-from tqdm.auto import tqdm
 
 from ..config import FrontendConfig
 from ..core.errors import CsuError
-from ..core.io import atomic_write_json, publish_dir
-from ..core.paths import default_cache_dir
-from ..data.audio import load_audio
+from ..core.io import atomic_write_json, publish_dir, read_json
 from ..data.manifest import Manifest
-from .frontend import LogMel
 from .shards import DTYPE, FeatureStore, open_store
 
 #: Target size of one shard file; a shard holds ``max(1, SHARD_BYTES // bytes_per_clip)`` clips.
@@ -51,7 +47,8 @@ class StoreWriter:
     """
 
     def __init__(self, path: str | os.PathLike, *, n_mels: int, n_frames: int, frontend: FrontendConfig,
-                 clip_ids: list[str], meta: Optional[dict] = None, shard_clips: Optional[int] = None):
+                 clip_ids: list[str], meta: Optional[dict] = None, shard_clips: Optional[int] = None,
+                 resumable: bool = False):
         self.path = Path(path)
         self.n_clips = len(clip_ids)
         self.n_mels, self.n_frames = int(n_mels), int(n_frames)
@@ -61,14 +58,17 @@ class StoreWriter:
         if self.n_clips == 0:
             raise CsuError(f"cannot build an empty feature store at {self.path}")
         self.frontend, self.clip_ids, self.meta = frontend, list(clip_ids), dict(meta or {})
-        self.tmp = self.path.parent / f".{self.path.name}.tmp-{os.getpid()}-{threading.get_ident()}"
-        shutil.rmtree(self.tmp, ignore_errors=True)
-        self.tmp.mkdir(parents=True)
+        self.resumable = resumable
+        self.tmp = self.path.parent / (f".{self.path.name}.partial" if resumable else
+                                       f".{self.path.name}.tmp-{os.getpid()}-{threading.get_ident()}")
         self.written = 0
         self.shards: list[dict] = []
         self._fh = None
         self._left_in_shard = 0
         self._done = False
+        if not (resumable and self._resume()):
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            self.tmp.mkdir(parents=True)
 
     def __enter__(self) -> "StoreWriter":
         return self
@@ -103,6 +103,44 @@ class StoreWriter:
             if self._left_in_shard == 0:
                 self._close_shard()
 
+    # -- resuming ----------------------------------------------------------------------------
+    def _identity(self) -> dict:
+        ids = hashlib.sha256("\n".join(self.clip_ids).encode()).hexdigest()
+        return {"clip_ids": ids, "n_mels": self.n_mels, "n_frames": self.n_frames, "shard_clips": self.shard_clips,
+                "frontend": self.frontend.to_dict()}
+
+    def checkpoint(self) -> None:
+        """Make the rows written so far durable and record them (``progress.json``), so that a
+        resumable writer created after an interruption goes on from here."""
+        if self._fh is not None:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+        atomic_write_json(self.tmp / "progress.json", {**self._identity(), "written": self.written,
+                                                       "shards": self.shards})
+
+    def _resume(self) -> bool:
+        """Take the progress of an interrupted build of the same store; False when there is none
+        (or it belongs to other clips or settings)."""
+        try:
+            progress = read_json(self.tmp / "progress.json")
+        except (OSError, ValueError):
+            return False
+        if {k: progress.get(k) for k in self._identity()} != self._identity():
+            return False
+        self.written, self.shards = int(progress["written"]), list(progress["shards"])
+        if self.shards:
+            last = self.shards[-1]
+            done_before = sum(sh["rows"] for sh in self.shards[:-1])
+            in_last = self.written - done_before
+            path = self.tmp / last["file"]
+            self._fh = open(path, "r+b")
+            self._fh.truncate(last["offset"] + in_last * self.n_mels * self.n_frames * DTYPE.itemsize)
+            self._fh.seek(0, os.SEEK_END)
+            self._left_in_shard = last["rows"] - in_last
+            if self._left_in_shard == 0:
+                self._close_shard()
+        return True
+
     def _open_shard(self) -> None:
         rows = min(self.shard_clips, self.n_clips - self.written)
         name = f"shard-{len(self.shards):05d}.npy"
@@ -123,6 +161,7 @@ class StoreWriter:
             self.abort()
             raise CsuError(f"store {self.path.name}: {self.written} of {self.n_clips} clips written; "
                            "nothing published")
+        (self.tmp / "progress.json").unlink(missing_ok=True)
         atomic_write_json(self.tmp / "meta.json", {
             **self.meta, "frontend": self.frontend.to_dict(), "n_frames": self.n_frames,
             "clip_ids": self.clip_ids, "shape": [self.n_clips, self.n_mels, self.n_frames],
@@ -132,10 +171,13 @@ class StoreWriter:
         return open_store(self.path)
 
     def abort(self) -> None:
+        """Stop writing; a resumable writer keeps its checkpointed progress for the next build,
+        any other one deletes its temporary folder."""
         if self._fh is not None:
             self._fh.close()
             self._fh = None
-        shutil.rmtree(self.tmp, ignore_errors=True)
+        if not self.resumable:
+            shutil.rmtree(self.tmp, ignore_errors=True)
         self._done = True
 
 
@@ -147,37 +189,3 @@ def feature_key(manifest: Manifest, frontend: FrontendConfig, clip_seconds: floa
     if frontend.top_db is not None:
         blob += "|top_db-per-clip"
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
-def build_features(manifest: Manifest, frontend: FrontendConfig, clip_seconds: float, *,
-                   cache_dir: Optional[str | os.PathLike] = None, batch_size: int = 64,
-                   progress: bool = True, shard_clips: Optional[int] = None) -> FeatureStore:
-    """Compute (or reuse) the log-mel features of every clip of ``manifest``."""
-    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    key = feature_key(manifest, frontend, clip_seconds)
-    final = cache_dir / "features" / key
-    if not (final / "meta.json").is_file():
-        _build(manifest, frontend, clip_seconds, final, batch_size, progress, shard_clips)
-    return open_store(final)
-
-
-def _build(manifest: Manifest, frontend: FrontendConfig, clip_seconds: float, final: Path,
-           batch_size: int, progress: bool, shard_clips: Optional[int] = None) -> None:
-    logmel = LogMel(frontend)
-    n_samples = int(round(clip_seconds * frontend.sample_rate))
-    n_frames = logmel.n_frames(n_samples)
-    has_offset = "offset" in manifest.clips.columns
-    writer = StoreWriter(final, n_mels=frontend.n_mels, n_frames=n_frames, frontend=frontend,
-                         clip_ids=manifest.clips["clip_id"].tolist(), shard_clips=shard_clips,
-                         meta={"clip_seconds": clip_seconds, "manifest": manifest.name})
-    with writer, torch.inference_mode(), tqdm(total=len(manifest), disable=not progress, unit="clip",
-                                               desc=f"log-mel features ({frontend.name})") as bar:
-        for start in range(0, len(manifest), batch_size):
-            rows = range(start, min(start + batch_size, len(manifest)))
-            wav = np.stack([
-                load_audio(manifest.audio_path(i), frontend.sample_rate, n_samples,
-                           offset_seconds=float(manifest.clips.at[i, "offset"]) if has_offset else 0.0,
-                           clip_id=str(manifest.clips.at[i, "clip_id"]))
-                for i in rows])
-            writer.write(logmel(torch.from_numpy(wav)).numpy())
-            bar.update(len(rows))

@@ -50,6 +50,9 @@ def plot_estimator_comparison(summary: pd.DataFrame, estimators: Sequence[str], 
         ax.bar(np.arange(len(kinds)) + (j - (len(present) - 1) / 2) * width, mean, width, yerr=err, capsize=2,
                label=f"{ESTIMATOR_LABELS.get(est, est)} (n={n})")
     ax.set_xticks(np.arange(len(kinds)), kinds)
+    if summary.empty or summary[metric].isna().all():
+        ax.text(0.5, 0.5, f"{metric.replace('_', ' ')} undefined here\n(e.g. AUROC needs control classes: "
+                "none when every class is corrupted)", transform=ax.transAxes, ha="center", va="center", fontsize=8)
     if metric == "auroc":
         ax.axhline(0.5, color="0.5", lw=0.8, ls="--")
         ax.set_ylim(0, 1.02)
