@@ -369,7 +369,7 @@ def test_second_build_reuses_feature_cache(tiny_built, tiny_features, monkeypatc
     np.testing.assert_array_equal(np.asarray(again.features), np.asarray(store.features))
     assert store.path.parent == cache / "features"
     # no temporary or partial folder left (a build's lock file stays: removing it would race)
-    assert not [p for p in (cache / "features").iterdir() if p.name.startswith(".") and not p.name.endswith(".lock")]
+    assert not [p for p in (cache / "features").iterdir() if p.name.startswith(".") and not p.name.endswith(".build-lock")]
 
 
 def test_other_frontend_gets_other_cache_folder(tiny_built, tiny_features):

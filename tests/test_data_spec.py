@@ -97,3 +97,31 @@ def test_a_relative_root_is_taken_from_the_repository_root():
     from csu_lib.core.paths import project_root
 
     assert parse_data_spec({"dataset": "csv", "root": "x/meta.csv"}).data.root == str(project_root() / "x/meta.csv")
+
+
+def test_similar_targets_on_real_data_from_a_models_confusions(tmp_path):
+    import numpy as np
+
+    from csu_lib.corruption import similarity_from_scores
+    from csu_lib.training import prepare_data, train_run
+
+    spec = csv_folder(tmp_path / "ds")
+    clean = run_config("smoke", loss="bce", data=spec)
+    rec = train_run(clean, tmp_path / "teacher", cache_dir=tmp_path / "cache", progress=False)
+    data = prepare_data(clean, cache_dir=tmp_path / "cache", progress=False)
+    sim = similarity_from_scores(rec.scores("val"), data.manifest.labels[data.val_idx], top_k=2)
+    assert sim.shape == (6, 6) and np.all(np.diag(sim) == 1) and np.all((sim > 0).sum(axis=1) == 3)
+    np.save(tmp_path / "sim.npy", sim)
+    corrupted = run_config("smoke", loss="bce", data={**spec, "similarity_file": str(tmp_path / "sim.npy")},
+                           corruption={"kind": "man", "ratio": 0.4, "target": "similar"})
+    result = prepare_data(corrupted, cache_dir=tmp_path / "cache", progress=False).corruption
+    moved = result.target_class[result.target_class >= 0]
+    sources = result.source_class[result.target_class >= 0]
+    assert len(moved) > 0 and all(sim[s, t] > 0 for s, t in zip(sources, moved))
+    with pytest.raises(ConfigError, match="similarity_file"):
+        prepare_data(corrupted.replace(data=corrupted.data.replace(similarity_file=str(tmp_path / "nope.npy"))),
+                     cache_dir=tmp_path / "cache", progress=False)
+    np.save(tmp_path / "bad.npy", np.ones((3, 3)))
+    with pytest.raises(ConfigError, match=r"\(6, 6\) array"):
+        prepare_data(corrupted.replace(data=corrupted.data.replace(similarity_file=str(tmp_path / "bad.npy"))),
+                     cache_dir=tmp_path / "cache", progress=False)

@@ -112,9 +112,13 @@ class DataConfig(Serialisable):
     #: :func:`csu_lib.training.prepare.training_folds`); what the out-of-fold teachers of
     #: ``MethodConfig.teacher_folds`` train on. None: the whole training split.
     holdout_fold: Optional[tuple[int, int]] = None
+    #: A ``.npy`` (C, C) class-similarity matrix for a dataset that ships none (the embedded
+    #: benchmark's families, or e.g. ``corruption.similarity_from_scores`` of a teacher's
+    #: confusions): what ``corruption.target="similar"`` draws SAN/MAN targets with.
+    similarity_file: Optional[str] = None
 
     # fields added after run ids were stored: omitted from the hash at their earlier behaviour
-    HASH_OMIT = {"holdout_fold": None}
+    HASH_OMIT = {"holdout_fold": None, "similarity_file": None}
 
     def __post_init__(self) -> None:
         registry.check("dataset", self.dataset)

@@ -13,6 +13,7 @@ A spec is a mapping (or the path of a YAML file holding one, at its top level or
     skip_unreadable: false        # drop unreadable clips (listed in each run record) instead of stopping
     frontend: null                # a front-end preset (config.FRONTEND_PRESETS); null: the default
     published_noise: false        # freegen50: every corrupted condition reads the published label files
+    similarity_file: null         # a (C, C) .npy class similarity for target="similar" (relative as root)
 
 ``None`` (the default everywhere) is the embedded benchmark at the profile's size; a profile then
 only sets training sizes (epochs, seeds, backbones, ratios).
@@ -30,7 +31,7 @@ from ..core.paths import resolve_path
 from .data import FRONTEND_PRESETS, DataConfig
 
 DATA_SPEC_KEYS = ("dataset", "root", "clip_seconds", "loader_options", "skip_unreadable", "frontend",
-                  "published_noise")
+                  "published_noise", "similarity_file")
 
 
 @dataclass(frozen=True)
@@ -51,7 +52,8 @@ class DataSpec:
     def to_dict(self) -> dict:
         return {"dataset": self.data.dataset, "root": self.data.root, "clip_seconds": self.data.clip_seconds,
                 "loader_options": dict(self.data.loader_options), "skip_unreadable": self.data.skip_unreadable,
-                "frontend": self.frontend, "published_noise": self.published_noise}
+                "frontend": self.frontend, "published_noise": self.published_noise,
+                "similarity_file": self.data.similarity_file}
 
 
 def parse_data_spec(spec: Any, *, where: str = "data") -> Optional[DataSpec]:
@@ -85,17 +87,20 @@ def parse_data_spec(spec: Any, *, where: str = "data") -> Optional[DataSpec]:
     if not isinstance(published, bool) or (published and spec["dataset"] != "freegen50"):
         raise ConfigError(f"{where}: published_noise must be true or false, and true only for freegen50 "
                           f"(got {published!r} for {spec['dataset']!r})")
-    root = spec.get("root")
-    if root is not None:
-        root = Path(str(root)).expanduser()
-        # relative to the YAML file holding the spec, else to the repository root (as every path
-        # parameter of the notebooks)
-        root = str(root if root.is_absolute() else (base / root).resolve() if base is not None
-                   else resolve_path(root))
     try:
-        data = DataConfig(dataset=spec["dataset"], root=root, clip_seconds=spec.get("clip_seconds"),
-                          loader_options=dict(spec.get("loader_options") or {}),
-                          skip_unreadable=bool(spec.get("skip_unreadable", False)))
+        data = DataConfig(dataset=spec["dataset"], root=_path(spec.get("root"), base),
+                          clip_seconds=spec.get("clip_seconds"), loader_options=dict(spec.get("loader_options") or {}),
+                          skip_unreadable=bool(spec.get("skip_unreadable", False)),
+                          similarity_file=_path(spec.get("similarity_file"), base))
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
     return DataSpec(data, frontend, published)
+
+
+def _path(value: Any, base: Optional[Path]) -> Optional[str]:
+    """A path of the spec: relative to the YAML file holding it, else to the repository root (as
+    every path parameter of the notebooks)."""
+    if value is None:
+        return None
+    path = Path(str(value)).expanduser()
+    return str(path if path.is_absolute() else (base / path).resolve() if base is not None else resolve_path(path))

@@ -13,6 +13,8 @@ import os
 from pathlib import Path
 from typing import Callable, Optional
 
+import numpy as np
+
 from ..config import DataConfig
 from ..core import registry
 from ..core.errors import ConfigError
@@ -48,4 +50,21 @@ def register_folder_loader(name: str) -> Callable[[Callable[..., Manifest]], Cal
 def load_dataset(data: DataConfig, data_dir: str | os.PathLike | None = None, *, progress: bool = True) -> Manifest:
     """Load (or, for ``embedded``, build once) the dataset a :class:`DataConfig` names."""
     reader: Reader = registry.get("dataset", data.dataset)
-    return reader(data, None if data_dir is None else Path(data_dir), progress)
+    manifest = reader(data, None if data_dir is None else Path(data_dir), progress)
+    if data.similarity_file is not None:
+        manifest.similarity = read_similarity(Path(data.similarity_file), manifest.n_classes)
+    return manifest
+
+
+def read_similarity(path: Path, n_classes: int) -> np.ndarray:
+    """A (C, C) class-similarity ``.npy`` (``DataConfig.similarity_file``), checked."""
+    if not path.is_file():
+        raise ConfigError(f"data.similarity_file {path} not found")
+    try:
+        sim = np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        raise ConfigError(f"data.similarity_file {path} is not a .npy array ({exc})") from None
+    if sim.shape != (n_classes, n_classes) or not np.isfinite(sim).all() or (sim < 0).any():
+        raise ConfigError(f"data.similarity_file {path}: expected a finite non-negative ({n_classes}, {n_classes}) "
+                          f"array for the dataset's {n_classes} classes, got shape {sim.shape}")
+    return sim

@@ -68,7 +68,7 @@ def resolve_workers(workers: Optional[int], n_clips: int, batch_size: int) -> in
 
 @contextmanager
 def _build_lock(final: Path) -> Iterator[None]:
-    fd = os.open(final.parent / f".{final.name}.lock", os.O_RDWR | os.O_CREAT, 0o644)
+    fd = os.open(final.parent / f".{final.name}.build-lock", os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)  # waits for a builder of the same store
         yield
