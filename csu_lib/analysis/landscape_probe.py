@@ -104,8 +104,9 @@ GEOMETRY_KEYS = ("loss", "top_eigenvalue", "hessian_trace", "epsilon_sharpness",
 
 #: Probe sizes per profile (smoke: seconds, for the tests; quick: the CPU main job).
 PROBE_SETTINGS: dict[str, dict[str, Any]] = {
-    "smoke": dict(n_clips=64, span=1.0, n_points_1d=9, n_points_2d=5, power_iters=5, trace_samples=5,
-                  epsilon=1e-3, radius=0.1, n_directions=3),
+    # smoke: the test suite's size (every figure on every real layout), seconds per run
+    "smoke": dict(n_clips=16, span=1.0, n_points_1d=5, n_points_2d=3, power_iters=3, trace_samples=3,
+                  epsilon=1e-3, radius=0.1, n_directions=2),
     "quick": dict(n_clips=64, span=1.0, n_points_1d=15, n_points_2d=9, power_iters=6, trace_samples=6,
                   epsilon=1e-3, radius=0.1, n_directions=3),
     "paper": dict(n_clips=1024, span=1.0, n_points_1d=51, n_points_2d=31, power_iters=100, trace_samples=100,

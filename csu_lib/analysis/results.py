@@ -238,13 +238,14 @@ def mean_test_metrics(records) -> pd.DataFrame:
 
 
 #: What a run's final metrics say about how it ended (:func:`csu_lib.training.engine.convergence`).
-CONVERGENCE = ("epochs_run", "best_epoch", "stopped_early", "hit_epoch_cap", "plateau")
+CONVERGENCE = ("epochs_run", "best_epoch", "stopped_early", "hit_epoch_cap", "plateau", "lr_decays")
 
 
 def convergence_table(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per run: its id, condition, model, method, loss and seed, and how it ended
     (:data:`CONVERGENCE`: epochs run, best epoch, whether early stopping fired, whether it hit
-    the epoch cap, whether it reached a validation plateau). Runs recorded before these fields
+    the epoch cap, whether it reached a validation plateau, learning-rate decays on a plateau).
+    Runs recorded before these fields
     existed have NaN there."""
     runs = with_condition(runs) if "condition" not in runs.columns else runs
     cols = ["run_id", "condition", "model.name", "method.name", "loss.name", "train.seed"]
