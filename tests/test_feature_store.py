@@ -367,3 +367,16 @@ def test_peak_rss_flat_from_10k_to_100k_clips(tmp_path):
     # the store is larger than the whole difference could hide
     assert large["store_bytes"] > 0.4 * small["peak_rss"]
     shutil.rmtree(tmp_path, ignore_errors=True)
+
+
+def test_default_feature_workers(monkeypatch):
+    monkeypatch.delenv(feature_build.WORKERS_ENV, raising=False)
+    many = min(feature_build.MAX_WORKERS, os.cpu_count() or 1)
+    assert feature_build.resolve_workers(None, 2000, 64, 256 * 1024**2) == 1  # little audio: startup dominates
+    assert feature_build.resolve_workers(None, 2000, 64, 900 * 1024**2) == many
+    assert feature_build.resolve_workers(None, 100, 64, 900 * 1024**2) == 1  # two blocks: nothing to share
+    assert feature_build.resolve_workers(3, 2000, 64, 1) == 3  # an explicit count wins
+    monkeypatch.setenv(feature_build.WORKERS_ENV, "2")
+    assert feature_build.resolve_workers(None, 2000, 64, 1) == 2
+    with pytest.raises(ValueError, match="positive integer"):
+        feature_build.resolve_workers(0, 2000, 64)

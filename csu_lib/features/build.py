@@ -33,9 +33,13 @@ from .shards import FeatureStore, open_store
 from .store import StoreWriter, feature_key
 
 #: Environment variable: worker processes of a feature-store build (default: the CPU count, at
-#: most :data:`MAX_WORKERS`; one for stores of fewer than :data:`PARALLEL_MIN_BLOCKS` blocks).
+#: most :data:`MAX_WORKERS`, when the audio to read is at least :data:`PARALLEL_MIN_BYTES`; else
+#: one: starting a worker (a fresh Python importing PyTorch) costs seconds, measured in
+#: ``bench/feature_workers.py``: 2 workers 0.75x as fast as 1 on 2,000 clips of 2 s at 32 kHz,
+#: 256 MB, and 1.30x on 2,000 clips of 5 s at 44.1 kHz, 882 MB, on 2 cores).
 WORKERS_ENV = "CSU_FEATURE_WORKERS"
 MAX_WORKERS = 8
+PARALLEL_MIN_BYTES = 512 * 1024**2
 PARALLEL_MIN_BLOCKS = 8
 
 
@@ -51,19 +55,29 @@ def build_features(manifest: Manifest, frontend: FrontendConfig, clip_seconds: f
         with _build_lock(final):
             if not (final / "meta.json").is_file():  # another process may have built it meanwhile
                 _build(manifest, frontend, clip_seconds, final, batch_size, progress, shard_clips,
-                       resolve_workers(workers, len(manifest), batch_size))
+                       resolve_workers(workers, len(manifest), batch_size, _audio_bytes(manifest)))
     return open_store(final)
 
 
-def resolve_workers(workers: Optional[int], n_clips: int, batch_size: int) -> int:
+def resolve_workers(workers: Optional[int], n_clips: int, batch_size: int, audio_bytes: Optional[int] = None) -> int:
     """The worker processes of a build: ``workers``, else ``$CSU_FEATURE_WORKERS``, else the CPU
-    count (at most :data:`MAX_WORKERS`); 1 when the store has few blocks."""
+    count (at most :data:`MAX_WORKERS`) when the audio is at least :data:`PARALLEL_MIN_BYTES`
+    (``audio_bytes`` None: not checked); always 1 for a store of fewer than
+    :data:`PARALLEL_MIN_BLOCKS` blocks."""
     if workers is None:
         env = os.environ.get(WORKERS_ENV)
-        workers = int(env) if env else min(MAX_WORKERS, os.cpu_count() or 1)
+        small = audio_bytes is not None and audio_bytes < PARALLEL_MIN_BYTES
+        workers = int(env) if env else 1 if small else min(MAX_WORKERS, os.cpu_count() or 1)
     if not isinstance(workers, int) or workers < 1:
         raise ValueError(f"feature workers must be a positive integer, got {workers!r}")
     return 1 if -(-n_clips // batch_size) < PARALLEL_MIN_BLOCKS else workers
+
+
+def _audio_bytes(manifest: Manifest) -> int:
+    """The size of the audio files a build reads (each file once; an HDF5 pack's file)."""
+    files = {str(manifest.audio_path(i)).rpartition("#")[0] if "hdf5" in manifest.extra else str(manifest.audio_path(i))
+             for i in range(len(manifest))}
+    return sum(os.stat(f).st_size for f in files)
 
 
 @contextmanager
