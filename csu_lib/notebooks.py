@@ -48,7 +48,8 @@ def execute(name: str, output: str | os.PathLike, parameters: Mapping[str, Any],
     The kernel is this interpreter's (``sys.prefix/share/jupyter`` goes first on
     ``JUPYTER_PATH``), so the notebook sees the same csu_lib as the caller. A failing cell
     raises :class:`CsuError` carrying the notebook's own error message. ``kernel``: a
-    :class:`WarmKernel` to run in (shut down afterwards) instead of a new one.
+    :class:`WarmKernel` to run in (shut down afterwards) instead of a new one. A notebook with a
+    ``show_widgets`` parameter runs with it False unless ``parameters`` sets it.
     """
     import papermill as pm
     from papermill.exceptions import PapermillExecutionError
@@ -65,6 +66,10 @@ def execute(name: str, output: str | os.PathLike, parameters: Mapping[str, Any],
             handler.addFilter(lambda rec: not str(rec.getMessage()).startswith(("Executing Cell", "Ending Cell")))
             logger.addHandler(handler)
         logger.setLevel(logging.INFO)
+    if "show_widgets" in declared_parameters(name) and "show_widgets" not in parameters:
+        # a batch run never shows widgets: papermill cannot drive them, and a cell that displays
+        # ipywidgets can leave it waiting forever for a reply (nbclient issue 312; seen once in CI)
+        parameters = {**parameters, "show_widgets": False}
     engine_kwargs = {} if kernel is None else {"km": kernel.ready()}
     try:
         pm.execute_notebook(str(src), str(output), parameters=dict(parameters), cwd=str(project_root()),
