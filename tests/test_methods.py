@@ -288,7 +288,7 @@ def test_student_numbers_do_not_depend_on_whether_the_teacher_was_cached(e2e):
 
 def test_teacher_given_as_score_file_or_run_directory(e2e, tmp_path):
     from csu_lib.training import build_method
-    from csu_lib.training.teacher import teacher_config, teacher_scores
+    from csu_lib.training.teacher import TeacherLabelsWarning, teacher_config, teacher_scores
 
     data, config = e2e["data"], e2e["config"]
     n_train, n_classes = data.train_labels.shape
@@ -329,7 +329,7 @@ def test_teacher_given_as_score_file_or_run_directory(e2e, tmp_path):
 
 def test_teacher_cache_is_keyed_by_the_training_set(e2e):
     from csu_lib.training import prepare_data
-    from csu_lib.training.teacher import teacher_config, teacher_scores
+    from csu_lib.training.teacher import TeacherLabelsWarning, teacher_config, teacher_scores
 
     config = e2e["config"]
     teacher_scores(_student(e2e, "teacher_mask"), e2e["data"], run_dir=e2e["runs"] / "x")
@@ -339,10 +339,13 @@ def test_teacher_cache_is_keyed_by_the_training_set(e2e):
     other = config.replace(corruption=config.corruption.replace(kind="man"))
     other_data = prepare_data(other, progress=False)
     student = other.replace(method=MethodConfig(name="teacher_mask", teacher=str(teacher_dir)))
-    scores = teacher_scores(student, other_data)
+    # the teacher was trained under SAN, the student's labels are MAN: said, and the scores recomputed
+    with pytest.warns(TeacherLabelsWarning, match="trained on other labels"):
+        scores = teacher_scores(student, other_data)
     new_key = json.loads(meta.read_text())["key"]
     assert new_key["corruption"] == other.corruption.hash() != key["corruption"]  # recomputed, not mixed up
     assert scores.shape == other_data.train_labels.shape
     # a score file replaced behind the JSON's back is recomputed, not trusted
     np.save(teacher_dir / "teacher_scores_train.npy", np.zeros_like(scores))
-    np.testing.assert_array_equal(teacher_scores(student, other_data), scores)
+    with pytest.warns(TeacherLabelsWarning):
+        np.testing.assert_array_equal(teacher_scores(student, other_data), scores)
