@@ -288,7 +288,7 @@ def test_student_numbers_do_not_depend_on_whether_the_teacher_was_cached(e2e):
 
 def test_teacher_given_as_score_file_or_run_directory(e2e, tmp_path):
     from csu_lib.training import build_method
-    from csu_lib.training.teacher import TeacherLabelsWarning, teacher_config, teacher_scores
+    from csu_lib.training.teacher import teacher_config, teacher_scores
 
     data, config = e2e["data"], e2e["config"]
     n_train, n_classes = data.train_labels.shape
