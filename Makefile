@@ -1,6 +1,7 @@
 # csu-lab: two commands do all the set-up.
 #   make figures   the main job: every figure on the embedded benchmark (quick profile, CPU)
 #   make test      the test suite
+#   make gallery   the README's gallery (docs/gallery/) from the figures of `make figures`
 # Both create the project virtual environment (.venv) on first use and reinstall only when
 # pyproject.toml changes.
 
@@ -15,12 +16,13 @@ export CSU_DATA_DIR  ?= $(CURDIR)/data
 export CSU_CACHE_DIR ?= $(CURDIR)/cache
 export PYTHONUNBUFFERED := 1
 
-.PHONY: figures test venv lab clean-runs help
+.PHONY: figures test venv lab gallery clean-runs help
 
 help:
 	@echo "make figures   run the main job (all figures, $(PROFILE) profile) -> figures/"
 	@echo "make test      run the test suite"
 	@echo "make lab       open JupyterLab on notebooks/"
+	@echo "make gallery   copy reference PNGs of figures/ (after make figures) into docs/gallery/, each < 300 kB"
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +37,9 @@ figures: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest
+
+gallery: $(STAMP)
+	$(VENV)/bin/csu gallery --fig-dir figures --out docs/gallery
 
 lab: $(STAMP)
 	$(VENV)/bin/jupyter lab notebooks/

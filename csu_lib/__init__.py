@@ -3,7 +3,7 @@
 The data flows one way, one package per stage::
 
     data (datasets) -> corruption -> features (cached) -> models -> losses -> training (the epoch
-        engine) -> records (the run directory) -> study (sets of runs) -> analysis -> plots
+        engine) -> records (the run directory) -> study (sets of runs) -> analysis -> plots -> report
 
 Layers, lowest first. A module imports only from its own layer or a lower one (module-level and
 function-level imports alike); ``tests/test_architecture.py`` reads every import of every module
@@ -22,6 +22,7 @@ and checks it against this list::
     study       csu_lib.study
     analysis    csu_lib.analysis
     plots       csu_lib.plots
+    report      csu_lib.report
     interface   csu_lib.explorer csu_lib.notebooks csu_lib.cli
     compat      csu_lib.train csu_lib.profiles
 

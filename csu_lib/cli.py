@@ -7,11 +7,14 @@
     csu report  STUDY.yaml|RUNS_DIR [--metric test.mAP] [--csv FILE]
     csu data check DATA.yaml [--all] [--csv FILE]
     csu figures [--profile smoke|quick|paper] [--data DATA.yaml] [--only NAME ...] [--runs-dir DIR]
-                [--fig-dir DIR] [--workers N] [--threads-per-worker T]
+                [--fig-dir DIR] [--workers N] [--threads-per-worker T] [--report-only]
+    csu gallery [--fig-dir figures] [--out docs/gallery]
 
 ``csu figures`` executes the notebooks of ``notebooks/`` through papermill with the chosen
-profile (and data spec: :mod:`csu_lib.config.data_spec`; default the embedded benchmark) and
-keeps each executed notebook under ``<runs-dir>/executed/<profile>/``.
+profile (and data spec: :mod:`csu_lib.config.data_spec`; default the embedded benchmark), keeps
+each executed notebook under ``<runs-dir>/executed/<profile>/``, records what made each figure in
+``<fig-dir>/manifest.json`` and writes the figure report ``<fig-dir>/index.html``
+(:mod:`csu_lib.report`).
 """
 from __future__ import annotations
 
@@ -29,6 +32,7 @@ from .config import RunConfig, parse_condition, parse_data_spec
 from .core.errors import CsuError
 from .core.io import read_json
 from .core.paths import resolve_path
+from .report import environment, record_notebook, write_gallery, write_report
 from .study import get_profile, load_study, run_config, run_dir_for, run_sweep
 from .study.pool import THREADS_ENV, WORKERS_ENV, resolve_workers
 from .training import train_run
@@ -54,6 +58,9 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _figures(args: argparse.Namespace) -> int:
+    if args.report_only:
+        print(f"[csu figures] wrote {write_report(resolve_path(args.fig_dir))}")
+        return 0
     get_profile(args.profile)  # validates the name
     spec = parse_data_spec(args.data, where="--data") if args.data else None
     names = list(args.only or notebooks.FIGURE_NOTEBOOKS)
@@ -66,6 +73,8 @@ def _figures(args: argparse.Namespace) -> int:
     workers, threads = resolve_workers(args.workers, args.threads_per_worker)  # checked before anything runs
     os.environ[WORKERS_ENV], os.environ[THREADS_ENV] = str(workers), str(threads)  # read by the notebooks' run_all
     print(f"[csu figures] training with {workers} worker(s) x {threads} torch thread(s)", flush=True)
+    fig_dir.mkdir(parents=True, exist_ok=True)
+    env = environment(args.profile, spec.to_dict() if spec is not None else None)
     # the next notebook's kernel starts (and imports the suite) while the current one runs
     next_kernel = None
     try:
@@ -77,14 +86,23 @@ def _figures(args: argparse.Namespace) -> int:
                       **({"data": spec.to_dict()} if spec is not None else {})}
             params = {k: v for k, v in params.items() if k in notebooks.declared_parameters(name)}
             kernel, next_kernel = next_kernel, (notebooks.WarmKernel() if i + 1 < len(names) else None)
+            started = time.time()
             notebooks.execute(name, executed / f"{name}.ipynb", params, kernel=kernel,
                               progress_bar=not (args.quiet or args.log_output), log_output=args.log_output)
+            record_notebook(fig_dir, name, params, started=started, executed=executed / f"{name}.ipynb",
+                                   environment=env)
             print(f"[csu figures] {name} done in {time.perf_counter() - t0:.0f} s; executed notebook: "
                   f"{executed / f'{name}.ipynb'}", flush=True)
     finally:
         if next_kernel is not None:
             next_kernel.shutdown()
-    print(f"[csu figures] figures are in {fig_dir}")
+    print(f"[csu figures] figures are in {fig_dir}; the report: {write_report(fig_dir)}")
+    return 0
+
+
+def _gallery(args: argparse.Namespace) -> int:
+    for path in write_gallery(resolve_path(args.fig_dir), resolve_path(args.out)):
+        print(f"[csu gallery] {path} ({path.stat().st_size / 1000:.0f} kB)")
     return 0
 
 
@@ -238,8 +256,15 @@ def build_parser() -> argparse.ArgumentParser:
     f.add_argument("--no-log-output", dest="log_output", action="store_false",
                    help="do not stream the notebooks' printed output (one line per trained run)")
     f.add_argument("--quiet", action="store_true", help="no progress bars")
+    f.add_argument("--report-only", action="store_true",
+                   help="only (re)write FIG_DIR/index.html from the figures already there; trains and runs nothing")
     _add_worker_args(f)
     f.set_defaults(func=_figures)
+
+    g = sub.add_parser("gallery", help="the README gallery: reference PNGs of figures/ scaled below 300 kB into docs/")
+    g.add_argument("--fig-dir", default="figures", help="the figures of `make figures` (default: figures)")
+    g.add_argument("--out", default="docs/gallery", help="where the gallery PNGs go (default: docs/gallery)")
+    g.set_defaults(func=_gallery)
     return parser
 
 

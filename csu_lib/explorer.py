@@ -35,15 +35,25 @@ class Explorer(ExplorerData):
         boxes = {k: W.Dropdown(description=k.replace("_name", ""), layout=W.Layout(width="300px"))
                  for k in ("study", "condition", "backbone", "method", "class_name")}
         out = W.Output()
+        updating = False  # refresh sets the dropdowns itself: no nested refresh for those changes
 
         def refresh(*_):
-            opts = self.options(boxes["study"].value, boxes["condition"].value, boxes["backbone"].value)
-            for key, name in (("condition", "condition"), ("backbone", "backbone"), ("method", "method"),
-                              ("class_name", "class")):
-                box = boxes[key]
-                value = box.value if box.value in opts[name] else opts[name][0]
-                with box.hold_trait_notifications():
-                    box.options, box.value = opts[name], value
+            nonlocal updating
+            if updating:
+                return
+            updating = True
+            try:
+                opts = self.options(boxes["study"].value, boxes["condition"].value, boxes["backbone"].value)
+                for key, name in (("condition", "condition"), ("backbone", "backbone"), ("method", "method"),
+                                  ("class_name", "class")):
+                    box = boxes[key]
+                    value = box.value if box.value in opts[name] else opts[name][0]
+                    # not in hold_trait_notifications: ipywidgets 8 then resets the value to the first option
+                    if list(box.options) != list(opts[name]):
+                        box.options = opts[name]
+                    box.value = value
+            finally:
+                updating = False
             out.clear_output(wait=True)
             with out:
                 try:

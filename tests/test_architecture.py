@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "csu_lib"
 MAX_LINES = 400
 #: Third-party modules that may be imported inside a function (optional extras, heavy to import).
-OPTIONAL_IMPORTS = {"ray", "h5py", "plotly", "ipywidgets", "IPython", "papermill", "jupyter_client", "jupyter_core"}
+OPTIONAL_IMPORTS = {"ray", "h5py", "plotly", "ipywidgets", "IPython", "papermill", "jupyter_client", "jupyter_core",
+                    "PIL"}
 
 
 def module_name(path: Path) -> str:

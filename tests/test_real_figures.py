@@ -1,13 +1,16 @@
 """Every figure on a real dataset layout: ``csu figures --profile smoke --data DATA.yaml`` on a small
 folder of each supported layout (generated audio, tests/realfolders.py) runs every figure
 notebook to completion and writes its files; the ESC-FreeGen50 folder trains under its published
-noisy label files."""
+noisy label files. Each writes the figure report (figures/index.html), whose every image and
+section loads in a real browser (headless Chromium, tests/browser.py)."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 import yaml
+from browser import artifact_dir, browser_page
 from realfolders import BUILDERS, CLASSES
 
 from csu_lib import cli, notebooks
@@ -20,15 +23,28 @@ FIGURES = ("corruption_class_rates", "corruption_label_counts", "degradation", "
            "quickstart_sigma", "explorer")
 
 
+_BUILT: dict[str, tuple] = {}
+
+
+def _every_figure(layout: str, tmp_path_factory) -> tuple:
+    """``csu figures --profile smoke --data`` on a generated folder of ``layout`` (once per session):
+    (data spec, figure folder, runs folder)."""
+    if layout not in _BUILT:
+        tmp_path = tmp_path_factory.mktemp(layout)
+        spec = BUILDERS[layout](tmp_path / layout)
+        (tmp_path / "data.yaml").write_text(yaml.safe_dump(spec))
+        fig, runs = tmp_path / "fig", tmp_path / "runs"
+        rc = cli.main(["figures", "--profile", "smoke", "--data", str(tmp_path / "data.yaml"), "--runs-dir",
+                       str(runs), "--fig-dir", str(fig), "--quiet", "--no-log-output"])
+        assert rc == 0
+        _BUILT[layout] = spec, fig, runs
+    return _BUILT[layout]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("layout", list(BUILDERS))
-def test_every_figure_on_a_real_layout(layout, tmp_path):
-    spec = BUILDERS[layout](tmp_path / layout)
-    (tmp_path / "data.yaml").write_text(yaml.safe_dump(spec))
-    fig, runs = tmp_path / "fig", tmp_path / "runs"
-    rc = cli.main(["figures", "--profile", "smoke", "--data", str(tmp_path / "data.yaml"), "--runs-dir", str(runs),
-                   "--fig-dir", str(fig), "--quiet", "--no-log-output"])
-    assert rc == 0
+def test_every_figure_on_a_real_layout(layout, tmp_path_factory):
+    spec, fig, runs = _every_figure(layout, tmp_path_factory)
     for name in notebooks.FIGURE_NOTEBOOKS:
         assert (runs / "executed" / "smoke" / f"{name}.ipynb").is_file(), name
     for name in FIGURES:
@@ -47,3 +63,39 @@ def test_every_figure_on_a_real_layout(layout, tmp_path):
         assert corrupted and not any(r.config.corruption.published for r in corrupted)
     single = [r.final_metrics["test"].get("top1_accuracy") for r in records]
     assert all(v is not None for v in single) == (layout in ("freegen50", "esc50"))
+    # the report: a section per figure, each with its runs, readable key numbers and the notebook and
+    # data spec that made it
+    page = (fig / "index.html").read_text()
+    pngs = sorted(p.stem for p in fig.glob("*.png"))
+    assert sorted(re.findall(r'<section class="figure" id="fig-([\w-]+)"', page)) == pngs
+    assert 'class="unreadable"' not in page and "No reading in the catalog" not in page
+    manifest = json.loads((fig / "manifest.json").read_text())
+    assert set(manifest["notebooks"]) == set(notebooks.FIGURE_NOTEBOOKS)
+    assert all(entry["parameters"]["data"]["root"] == spec["root"] for name, entry in manifest["notebooks"].items()
+               if name != "explorer")  # the explorer only reads records: it takes no data spec
+    assert sorted(f for e in manifest["notebooks"].values() for f in e["figures"]) == pngs
+
+
+@pytest.mark.slow
+@pytest.mark.browser
+def test_the_figure_report_loads_in_a_browser(tmp_path_factory):
+    """index.html from disk (file://, no server): every image decodes, every section has its parts,
+    the interactive plotly figure draws, and the page logs no error."""
+    _, fig, _ = _every_figure("csv", tmp_path_factory)
+    pngs = sorted(p.stem for p in fig.glob("*.png"))
+    with browser_page() as page:
+        page.goto((fig / "index.html").as_uri())
+        page.wait_for_load_state("load")
+        images = page.evaluate("""() => Array.from(document.images).map(
+            img => ({alt: img.alt, ok: img.complete && img.naturalWidth > 0}))""")
+        assert len(images) == len(pngs) and all(i["ok"] for i in images), [i for i in images if not i["ok"]]
+        sections = page.evaluate("""() => Array.from(document.querySelectorAll('section.figure')).map(s => ({
+            name: s.dataset.figure, reading: !!s.querySelector('.reading'), runs: !!s.querySelector('.runs'),
+            numbers: s.querySelectorAll('table.numbers tr').length, madeBy: s.querySelector('.made-by').textContent}))""")
+        assert sorted(s["name"] for s in sections) == pngs
+        assert all(s["reading"] and s["runs"] and s["numbers"] >= 2 and "with parameters" in s["madeBy"]
+                   for s in sections), sections
+        page.wait_for_selector("#plotly-landscape_2d .main-svg")
+        assert page.evaluate("() => document.getElementById('plotly-landscape_2d').data[0].type") == "surface"
+        assert page.csu_errors == []
+        page.screenshot(path=str(artifact_dir("figure_report") / "index.png"), full_page=False)

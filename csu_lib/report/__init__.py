@@ -1,0 +1,9 @@
+"""The figure report: ``figures/index.html`` (:func:`write_report`) and the manifest of what made
+the figures (:func:`record_notebook`, written by ``csu figures``), and the README gallery (:func:`write_gallery`)."""
+from .catalog import CATALOG, FigureEntry, key_numbers
+from .gallery import GALLERY, shrink_png, write_gallery
+from .manifest import environment, figures_since, load_manifest, record_notebook
+from .page import figure_names, write_report
+
+__all__ = ["CATALOG", "FigureEntry", "GALLERY", "environment", "figure_names", "figures_since", "key_numbers", "load_manifest",
+           "record_notebook", "shrink_png", "write_gallery", "write_report"]

@@ -1,0 +1,42 @@
+"""The explorer's dropdowns in Python (no browser; tests/test_browser_lab.py drives them in
+JupyterLab): the widget opens at the selection it is given and keeps every value a user picks.
+With ipywidgets 8, setting a Dropdown's options and value together under
+``hold_trait_notifications`` resets the value to the first option, so the explorer opened at
+clean / bce / the first class and snapped every choice back (found by the browser test)."""
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("ipywidgets")
+
+
+@pytest.fixture(scope="module")
+def explorer(tmp_path_factory):
+    from csu_lib.explorer import Explorer
+    from csu_lib.study import grid, run_all
+
+    runs = tmp_path_factory.mktemp("explorer_runs") / "study"
+    run_all(grid("smoke", conditions=["none", "san:0.5"], losses=["bce", "csu"], epochs=1, device="cpu"), runs,
+            progress=False)
+    return Explorer(runs)
+
+
+def _boxes(widget) -> dict:
+    return {box.description: box for row in widget.children[:2] for box in row.children}
+
+
+@pytest.mark.slow
+def test_dropdowns_open_at_the_selection_and_keep_what_is_picked(explorer):
+    choice = explorer.defaults()
+    assert choice["condition"] == "san 50%" and choice["method"] == "csu"  # not the first options
+    boxes = _boxes(explorer.widget(**choice))
+    assert {k: b.value for k, b in boxes.items()} == {
+        "study": choice["study"], "condition": "san 50%", "backbone": choice["backbone"], "method": "csu",
+        "class": choice["class_name"]}
+    boxes["condition"].value = "clean"
+    assert boxes["condition"].value == "clean" and boxes["method"].value == "csu"
+    other = next(c for c in boxes["class"].options if c != choice["class_name"])
+    boxes["class"].value = other
+    assert boxes["class"].value == other and boxes["condition"].value == "clean"
+    boxes["method"].value = "bce"
+    assert (boxes["method"].value, boxes["class"].value) == ("bce", other)

@@ -1,0 +1,170 @@
+"""The figure report (csu_lib.report): what each figure says about the runs behind it, the key
+numbers read from its JSON, the manifest of what made it, and index.html built from them.
+The page in a real browser: tests/test_real_figures.py (every image loads)."""
+from __future__ import annotations
+
+import html
+import json
+import os
+import re
+import time
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+from test_notebooks import FIGURES  # noqa: E402
+
+from csu_lib import plots, report  # noqa: E402
+from csu_lib.notebooks import notebook_path  # noqa: E402
+from csu_lib.report.catalog import key_numbers  # noqa: E402
+from csu_lib.study import run_config  # noqa: E402
+
+
+def test_the_catalog_describes_every_figure_of_every_notebook():
+    made = {fig: nb for nb, figs in FIGURES.items() for fig in figs}
+    assert set(report.CATALOG) == set(made)
+    for name, entry in report.CATALOG.items():
+        assert entry.notebook == made[name] and notebook_path(entry.notebook).is_file()
+        assert entry.reading.endswith(".") and len(entry.reading) > 40
+
+
+def test_runs_behind_counts_runs_once_from_configs_records_or_a_table():
+    configs = [run_config("smoke", loss=loss, seed=seed, device="cpu") for loss in ("bce", "csu") for seed in (0, 1)]
+    expected = {"n_runs": 4, "seeds": [0, 1], "run_ids": sorted(c.run_id for c in configs)}
+    assert plots.runs_behind(configs + configs[:1]) == expected  # a repeated run counts once
+
+    class Record:  # what run_all returns: records with a config
+        def __init__(self, config):
+            self.config = config
+    assert plots.runs_behind([Record(c) for c in configs]) == expected
+    table = pd.DataFrame({"run_id": [c.run_id for c in configs], "train.seed": [c.train.seed for c in configs]})
+    assert plots.runs_behind(table) == expected
+    assert plots.runs_behind([]) == {"n_runs": 0, "seeds": [], "run_ids": []}
+
+
+def _degradation_numbers():
+    row = {"kind": "san", "loss.name": "bce", "method.name": "none", "model.name": "pooled_cnn", "n": 3}
+    table = [{**row, "ratio": 0.0, "test.mAP": 0.873, "ci_lo": 0.838, "ci_hi": 0.909},
+             {**row, "ratio": 0.5, "test.mAP": 0.806, "ci_lo": 0.793, "ci_hi": 0.820},
+             {**row, "loss.name": "csu", "ratio": 0.5, "test.mAP": 0.770, "ci_lo": 0.735, "ci_hi": 0.804}]
+    paired = [{"difference": "csu - bce", "kind": "san", "ratio": 0.5, "mean": -0.037, "ci_lo": -0.071,
+               "ci_hi": -0.002, "n": 3}]
+    convergence = [{"stopped_early": True, "hit_epoch_cap": False}] * 5 + [{"stopped_early": False, "hit_epoch_cap": True}]
+    return {"metric": "test.mAP", "table": table, "paired_difference": paired, "convergence": convergence}
+
+
+def test_key_numbers_are_the_stored_means_and_intervals():
+    rows = dict(key_numbers("degradation", _degradation_numbers()))
+    assert rows["bce clean (pooled_cnn)"] == "0.873 [0.838, 0.909], n = 3"
+    assert rows["csu san 50% (pooled_cnn)"] == "0.770 [0.735, 0.804], n = 3"
+    assert rows["csu - bce, san 50% (paired)"] == "-0.037 [-0.071, -0.002], n = 3"
+    assert rows["runs that stopped on a plateau / hit the epoch cap"] == "5 / 1 of 6"
+    # a JSON of another shape is reported as such, not silently skipped
+    (label, text), = key_numbers("degradation", {"table": [{"ratio": 0.5}]})
+    assert "not readable from degradation.json" in text and "KeyError" in text
+
+
+def _write_figure(fig_dir, name, numbers, runs):
+    fig, ax = plt.subplots(figsize=(3, 2))
+    ax.plot([0, 1], [0, 1])
+    plots.save_figure(fig, name, fig_dir)
+    plt.close(fig)
+    plots.save_numbers(name, numbers, fig_dir, runs=runs)
+
+
+def test_the_report_names_runs_numbers_and_the_notebook_of_every_figure(tmp_path):
+    configs = [run_config("smoke", loss=loss, seed=seed, device="cpu") for loss in ("bce", "csu") for seed in (0, 1, 2)]
+    started = time.time()
+    _write_figure(tmp_path, "degradation", _degradation_numbers(), configs)
+    params = {"profile": "smoke", "runs_dir": "runs/study"}
+    report.record_notebook(tmp_path, "degradation", params, started=started, executed="runs/executed/degradation.ipynb",
+                           environment=report.environment("smoke"))
+    _write_figure(tmp_path, "my_extra_figure", {"x": 1}, None)  # made by hand, outside the catalog
+    grid = np.linspace(-1, 1, 5)
+    plots.save_plotly(plots.plotly_landscape_2d(grid, grid, np.add.outer(grid ** 2, grid ** 2), title="t"),
+                      "degradation", tmp_path)
+    page = report.write_report(tmp_path).read_text()
+
+    sections = re.findall(r'<section class="figure" id="fig-([\w-]+)"', page)
+    assert sections == ["degradation", "my_extra_figure"]  # catalog order, then the rest
+    deg = page[page.index('id="fig-degradation"'):page.index('id="fig-my_extra_figure"')]
+    assert "Runs behind it: 6 (seeds 0, 1, 2)." in deg
+    assert "<td>0.806 [0.793, 0.820], n = 3</td>" in deg and 'class="unreadable"' not in page
+    assert html.escape(json.dumps(params, sort_keys=True)) in deg and "notebooks/degradation.ipynb" in deg
+    assert 'Plotly.newPlot("plotly-degradation"' in deg  # the interactive version, plotly.js once in the head
+    assert page.count("<img src=\"data:image/png;base64,") == 2
+    extra = page[page.index('id="fig-my_extra_figure"'):]
+    assert "not recorded" in extra and "No reading in the catalog" in extra
+    env = report.load_manifest(tmp_path)["environment"]
+    assert env["profile"] == "smoke" and "torch" in env["versions"] and env["versions"]["torch"] in page
+    # no image or script from a file or the network: the page opens from disk alone
+    assert not re.search(r'<(img|script|iframe)\b[^>]*\ssrc="(?!data:)', page)
+
+
+def test_a_notebook_is_credited_only_with_the_figures_it_wrote(tmp_path):
+    _write_figure(tmp_path, "corruption_class_rates", {}, [])
+    old = time.time() - 3600
+    os.utime(tmp_path / "corruption_class_rates.png", (old, old))
+    started = time.time()
+    _write_figure(tmp_path, "degradation", _degradation_numbers(), [])
+    manifest = report.record_notebook(tmp_path, "degradation", {}, started=started)
+    assert manifest["notebooks"]["degradation"]["figures"] == ["degradation"]
+    page = report.write_report(tmp_path).read_text()
+    assert "No trained model behind it" in page
+    # a second notebook keeps the first one's entry (an interrupted csu figures keeps what finished)
+    report.record_notebook(tmp_path, "explorer", {}, started=time.time())
+    assert set(report.load_manifest(tmp_path)["notebooks"]) == {"degradation", "explorer"}
+
+
+def test_report_only_needs_no_training(tmp_path, capsys):
+    from csu_lib import cli
+
+    _write_figure(tmp_path, "degradation", _degradation_numbers(), [])
+    assert cli.main(["figures", "--report-only", "--fig-dir", str(tmp_path)]) == 0
+    assert (tmp_path / "index.html").is_file() and "index.html" in capsys.readouterr().out
+    page = (tmp_path / "index.html").read_text()
+    assert "No manifest" in page  # made outside csu figures: said, not invented
+
+
+@pytest.mark.parametrize("name", sorted(FIGURES))
+def test_committed_notebooks_record_the_runs_behind_each_figure(name):
+    """Every save_numbers call of the notebooks passes runs= (an empty list where nothing is trained)."""
+    nb = json.loads(notebook_path(name).read_text())
+    source = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
+    calls = source.count("save_numbers(")
+    assert calls >= 1 and len(re.findall(r"runs=", source)) >= calls
+
+
+def test_the_gallery_scales_every_image_below_the_limit(tmp_path):
+    from PIL import Image
+
+    from csu_lib.core.errors import CsuError
+
+    rng = np.random.default_rng(0)
+    for name in ("degradation", "score_plane"):
+        fig, ax = plt.subplots(figsize=(12, 8))
+        ax.imshow(rng.random((400, 600)), cmap="viridis")  # noise: a PNG that compresses badly
+        fig.savefig(tmp_path / f"{name}.png", dpi=200)
+        plt.close(fig)
+    assert (tmp_path / "score_plane.png").stat().st_size > 1_000_000
+    with pytest.raises(CsuError, match="class_precision.png: run `make figures` first"):
+        report.write_gallery(tmp_path, tmp_path / "out", ["degradation", "class_precision"])
+    assert not (tmp_path / "out").exists()  # nothing written when a figure is missing
+    paths = report.write_gallery(tmp_path, tmp_path / "out", ["degradation", "score_plane"], max_bytes=300_000)
+    for path in paths:
+        assert path.stat().st_size < 300_000
+        assert Image.open(path).width <= 1400
+
+
+def test_the_readme_shows_the_gallery():
+    """The committed gallery (make gallery): every image under 300 kB and shown in the README."""
+    root = notebook_path("degradation").parents[1]
+    readme = (root / "README.md").read_text()
+    for name in report.GALLERY:
+        path = root / "docs" / "gallery" / f"{name}.png"
+        assert path.is_file() and 10_000 < path.stat().st_size < 300_000, path
+        assert f"](docs/gallery/{name}.png)" in readme, name
