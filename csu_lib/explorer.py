@@ -54,12 +54,15 @@ class Explorer(ExplorerData):
                     box.value = value
             finally:
                 updating = False
-            out.clear_output(wait=True)
+            out.clear_output()  # not wait=True: JupyterLab then sometimes kept the old image (browser test)
             with out:
                 try:
                     fig, table = self.view(**{k: b.value for k, b in boxes.items()})
                     display(table.round(3))
-                    plt.show()
+                    # this figure only, then closed: plt.show() in a widget callback shows every
+                    # open figure, and no cell end closes them (the previous view came first)
+                    display(fig)
+                    plt.close(fig)
                 except CsuError as exc:
                     print(exc)
 

@@ -40,11 +40,14 @@ def _run(out: Path, env: dict, kill_after: float | None = None) -> tuple[float, 
 
 
 def _numbers(fig_dir: Path, runs_dir: Path) -> dict[str, object]:
-    """Every figure's JSON, with the runs folder's path replaced so two folders compare equal."""
+    """Every figure's JSON, with the runs folder's path replaced so two folders compare equal; of
+    manifest.json (dates, durations and folders differ by design) the figures each notebook wrote."""
     out = {}
     for path in sorted(fig_dir.glob("*.json")):
         text = path.read_text().replace(str(runs_dir), "<runs>")
         out[path.name] = json.loads(text)
+    manifest = out.pop("manifest.json")
+    out["manifest.json: figures per notebook"] = {k: v["figures"] for k, v in manifest["notebooks"].items()}
     return out
 
 

@@ -168,3 +168,12 @@ def test_the_readme_shows_the_gallery():
         path = root / "docs" / "gallery" / f"{name}.png"
         assert path.is_file() and 10_000 < path.stat().st_size < 300_000, path
         assert f"](docs/gallery/{name}.png)" in readme, name
+
+
+def test_written_files_get_the_usual_permissions(tmp_path):
+    """Figures, the report and run files are readable by others as a plain open() would make them
+    (the umask's), not private like the temporary file they are written through."""
+    from csu_lib.core.io import _UMASK, atomic_write_text
+
+    atomic_write_text(tmp_path / "index.html", "<html></html>")
+    assert (tmp_path / "index.html").stat().st_mode & 0o777 == 0o666 & ~_UMASK

@@ -21,6 +21,11 @@ import yaml
 from .errors import ConfigError, CsuError
 
 
+#: The process's umask, read once at import (reading it means setting it).
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` if the block succeeds."""
@@ -29,6 +34,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o666 & ~_UMASK)  # the permissions open() would give, not mkstemp's private 0600
     try:
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
