@@ -296,7 +296,7 @@ def _shown(page, label: str) -> str:
     return _dropdown(page, label).evaluate("s => s.selectedIndex < 0 ? null : s.options[s.selectedIndex].value")
 
 
-def _select_other(page, label: str, before: dict) -> tuple[str, str, dict]:
+def _select_other(page, label: str) -> tuple[str, str, dict]:
     """Pick another option of a dropdown and wait until the widget's figure is redrawn; returns
     (old value, new value, the widget's state after the redraw)."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
@@ -414,10 +414,10 @@ def test_explorer_dropdowns_redraw_in_jupyterlab(explorer_runs, lab, tmp_path):
             assert first["img"].startswith("data:image/png;base64,") and first["table"], first
             assert "csu" in first["table"] and "bce" in first["table"], first["table"]
 
-            _, new_condition, after_condition = _select_other(page, "condition", first)
+            _, new_condition, after_condition = _select_other(page, "condition")
             assert after_condition["table"] and after_condition["table"] != first["table"], \
                 f"the summary table did not change with the condition ({new_condition})"
-            _, new_class, after_class = _select_other(page, "class", after_condition)
+            _, new_class, after_class = _select_other(page, "class")
             assert after_class["table"], after_class
             assert _shown(page, "condition") == new_condition, "the condition changed with the class"
 

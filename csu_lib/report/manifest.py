@@ -22,8 +22,6 @@ from ..core.io import atomic_write_json, read_json
 from ..core.paths import project_root
 
 MANIFEST = "manifest.json"
-#: The files of one figure; a figure is named by the stem its PNG shares with them.
-FIGURE_SUFFIXES = (".png", ".pdf", ".json", ".html", ".plotly.json")
 
 
 def load_manifest(fig_dir: str | os.PathLike) -> dict:
