@@ -4,13 +4,23 @@ with ipywidgets dropdowns (study, condition, backbone, method, class) in Jupyter
 
 :meth:`Explorer.view` draws a view (static: what papermill renders); :meth:`Explorer.widget`
 wraps it in dropdowns that redraw it. Nothing here trains or probes.
+
+The widget draws each view on a figure pyplot does not track. JupyterLab (4.4+, "comms over
+subshells") sends widget messages to an ipykernel 7 subshell, a thread of its own, and every
+comm message ends with IPython's ``post_execute`` event, on which matplotlib-inline displays and
+closes *every open pyplot figure*. With a pyplot figure, a message handled while a redraw was
+drawing (the Output widget syncing its outputs) drew and closed the same figure from that second
+thread, and the redraw came out blank: the widget showed a blank figure after a change, the same
+blank bytes after the next one, while its table was new (found by tests/test_browser_lab.py;
+traced by logging every display call in the kernel with its thread and the open figures).
 """
 from __future__ import annotations
 
+import threading
 from typing import Optional
 
-import matplotlib.pyplot as plt
 import pandas as pd
+from matplotlib.figure import Figure
 
 from .analysis.explorer import ExplorerData
 from .core.errors import CsuError
@@ -21,10 +31,12 @@ class Explorer(ExplorerData):
     """The run records below ``runs_dir`` and its sibling study folders, drawn."""
 
     def view(self, study: Optional[str] = None, condition: Optional[str] = None, backbone: Optional[str] = None,
-             method: Optional[str] = None, class_name: Optional[str] = None) -> tuple[plt.Figure, pd.DataFrame]:
-        """Draw the four panels for a selection (None: :meth:`defaults`); returns (figure, summary)."""
+             method: Optional[str] = None, class_name: Optional[str] = None, *,
+             pyplot: bool = True) -> tuple[Figure, pd.DataFrame]:
+        """Draw the four panels for a selection (None: :meth:`defaults`); returns (figure, summary).
+        ``pyplot=False``: the figure is not one of pyplot's (see the module docstring)."""
         numbers = super().view(study, condition, backbone, method, class_name)
-        return plot_explorer(numbers), numbers.summary
+        return plot_explorer(numbers, pyplot=pyplot), numbers.summary
 
     def widget(self, **initial):
         """Dropdowns (study, condition, backbone, method, class) over :meth:`view` (JupyterLab)."""
@@ -36,8 +48,13 @@ class Explorer(ExplorerData):
                  for k in ("study", "condition", "backbone", "method", "class_name")}
         out = W.Output()
         updating = False  # refresh sets the dropdowns itself: no nested refresh for those changes
+        lock = threading.RLock()  # widget messages may arrive on more than one kernel thread: one redraw at a time
 
         def refresh(*_):
+            with lock:
+                _refresh()
+
+        def _refresh():
             nonlocal updating
             if updating:
                 return
@@ -54,15 +71,12 @@ class Explorer(ExplorerData):
                     box.value = value
             finally:
                 updating = False
-            out.clear_output()  # not wait=True: JupyterLab then sometimes kept the old image (browser test)
+            out.clear_output()
             with out:
                 try:
-                    fig, table = self.view(**{k: b.value for k, b in boxes.items()})
+                    fig, table = self.view(**{k: b.value for k, b in boxes.items()}, pyplot=False)
                     display(table.round(3))
-                    # this figure only, then closed: plt.show() in a widget callback shows every
-                    # open figure, and no cell end closes them (the previous view came first)
                     display(fig)
-                    plt.close(fig)
                 except CsuError as exc:
                     print(exc)
 

@@ -40,3 +40,30 @@ def test_dropdowns_open_at_the_selection_and_keep_what_is_picked(explorer):
     assert boxes["class"].value == other and boxes["condition"].value == "clean"
     boxes["method"].value = "bce"
     assert (boxes["method"].value, boxes["class"].value) == ("bce", other)
+
+
+@pytest.mark.slow
+def test_widget_draws_on_figures_pyplot_does_not_track(explorer, monkeypatch):
+    """In JupyterLab the kernel handles widget messages on a subshell thread, and every comm message
+    ends with matplotlib-inline drawing and closing every open pyplot figure: a redraw drawing a
+    pyplot figure was drawn and closed from that thread too and came out blank (found in the
+    browser). So when the widget displays a figure, pyplot has none open, and the figure drawn
+    is the selection's."""
+    import IPython.display
+    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
+
+    plt.close("all")
+    shown = []
+
+    def record(obj, *args, **kwargs):
+        if isinstance(obj, Figure):
+            shown.append((plt.get_fignums(), obj.axes[1].get_title()))
+
+    monkeypatch.setattr(IPython.display, "display", record)
+    choice = explorer.defaults()
+    boxes = _boxes(explorer.widget(**choice))
+    other = next(c for c in boxes["class"].options if c != choice["class_name"])
+    boxes["class"].value = other
+    assert shown == [([], f"(b) CSU multiplier of {choice['class_name']}"), ([], f"(b) CSU multiplier of {other}")]
+    assert plt.get_fignums() == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
+from matplotlib.figure import Figure
 import pandas as pd
 
 from .style import PALETTE
@@ -42,11 +43,16 @@ def plot_class_sigma(table: pd.DataFrame, *, kind: str = "none") -> plt.Axes:
     return ax
 
 
-def plot_explorer(view) -> plt.Figure:
-    """The explorer's four panels of an :class:`~csu_lib.analysis.explorer.ExplorerView`."""
+def plot_explorer(view, *, pyplot: bool = True) -> Figure:
+    """The explorer's four panels of an :class:`~csu_lib.analysis.explorer.ExplorerView`.
+
+    ``pyplot=False``: a figure pyplot does not track (``plt.close`` and the inline backend's
+    end-of-cell display never see it); what the explorer widget draws in a callback."""
     sel, table = view.selection, view.summary
     method, class_name = sel["method"], sel["class_name"]
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7), layout="constrained")
+    size = dict(figsize=(11, 7), layout="constrained")
+    fig = plt.figure(**size) if pyplot else Figure(**size)
+    axes = fig.subplots(2, 2)
     colour = PALETTE.get(method.split("+")[0], "C0")
     ax = axes[0, 0]
     for seed, epochs, values in view.val_curves:
