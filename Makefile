@@ -1,6 +1,9 @@
 # csu-lab: two commands do all the set-up.
 #   make figures   the main job: every figure on the embedded benchmark (quick profile, CPU)
-#   make test      the test suite
+#   make test      the test suite's everyday tier (everything but the heavy `slow` cases; the
+#                  browser tests included): ~10 min here
+#   make test-slow the heavy cases (notebook executions, subprocess kills, torchrun, real layouts)
+#   make test-all  both (= pytest); CI (.ci/run) runs make test, then make test-slow
 #   make gallery   the README's gallery (docs/gallery/) from the figures of `make figures`
 # Both create the project virtual environment (.venv) on first use and reinstall only when
 # pyproject.toml changes.
@@ -16,11 +19,13 @@ export CSU_DATA_DIR  ?= $(CURDIR)/data
 export CSU_CACHE_DIR ?= $(CURDIR)/cache
 export PYTHONUNBUFFERED := 1
 
-.PHONY: figures test venv lab gallery clean-runs help
+.PHONY: figures test test-slow test-all venv lab gallery clean-runs help
 
 help:
 	@echo "make figures   run the main job (all figures, $(PROFILE) profile) -> figures/"
-	@echo "make test      run the test suite"
+	@echo "make test      run the test suite (everyday tier, browser tests included; ~10 min)"
+	@echo "make test-slow run the heavy tests (notebooks, kills, torchrun, real layouts; ~35 min)"
+	@echo "make test-all  run both (what CI runs)"
 	@echo "make lab       open JupyterLab on notebooks/"
 	@echo "make gallery   copy reference PNGs of figures/ (after make figures) into docs/gallery/, each < 300 kB"
 
@@ -35,8 +40,16 @@ venv: $(STAMP)
 figures: $(STAMP)
 	$(VENV)/bin/csu figures --profile $(PROFILE)
 
+# the tiers split by the `slow` marker; the browser tests (marked slow and browser) belong to
+# make test. PYTEST_ARGS passes more options, e.g. make test PYTEST_ARGS="-x -k explorer"
 test: $(STAMP)
-	$(PY) -m pytest
+	$(PY) -m pytest -m "not slow or browser" $(PYTEST_ARGS)
+
+test-slow: $(STAMP)
+	$(PY) -m pytest -m "slow and not browser" $(PYTEST_ARGS)
+
+test-all: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
 
 gallery: $(STAMP)
 	$(VENV)/bin/csu gallery --fig-dir figures --out docs/gallery
