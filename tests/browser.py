@@ -110,3 +110,33 @@ def browser_page(viewport: tuple[int, int] = (1400, 1000), *, extra_args: Sequen
             yield page
         finally:
             browser.close()
+
+
+def check_report(index: Path, screenshot: Optional[Path] = None) -> int:
+    """Open a figure report (``csu figures``' index.html) from disk in Chromium and check that every
+    image decodes, that there is a complete section (reading, runs, >= 2 key numbers, the notebook
+    and its parameters) for every PNG beside it, that the interactive plotly figure draws when the
+    report has one, and that the page logs no error; returns the number of figures."""
+    require_browser()
+    pngs = sorted(p.stem for p in index.parent.glob("*.png"))
+    assert pngs, f"no PNG beside {index}"
+    with browser_page() as page:
+        page.goto(index.resolve().as_uri())
+        page.wait_for_load_state("load")
+        images = page.evaluate("""() => Array.from(document.images).map(
+            img => ({alt: img.alt, ok: img.complete && img.naturalWidth > 0}))""")
+        assert len(images) == len(pngs) and all(i["ok"] for i in images), [i for i in images if not i["ok"]]
+        sections = page.evaluate("""() => Array.from(document.querySelectorAll('section.figure')).map(s => ({
+            name: s.dataset.figure, reading: !!s.querySelector('.reading'), runs: !!s.querySelector('.runs'),
+            numbers: s.querySelectorAll('table.numbers tr').length, madeBy: s.querySelector('.made-by').textContent}))""")
+        assert sorted(s["name"] for s in sections) == pngs
+        incomplete = [s for s in sections if not (s["reading"] and s["runs"] and s["numbers"] >= 2
+                                                  and "with parameters" in s["madeBy"])]
+        assert not incomplete, incomplete
+        if (index.parent / "landscape_2d.plotly.json").exists():
+            page.wait_for_selector("#plotly-landscape_2d .main-svg")
+            assert page.evaluate("() => document.getElementById('plotly-landscape_2d').data[0].type") == "surface"
+        assert page.csu_errors == []
+        if screenshot is not None:
+            page.screenshot(path=str(screenshot), full_page=False)
+    return len(pngs)
