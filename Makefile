@@ -24,7 +24,7 @@ export PYTHONUNBUFFERED := 1
 help:
 	@echo "make figures   run the main job (all figures, $(PROFILE) profile) -> figures/"
 	@echo "make test      run the test suite (everyday tier, browser tests included; ~10 min)"
-	@echo "make test-slow run the heavy tests (notebooks, kills, torchrun, real layouts; ~35 min)"
+	@echo "make test-slow run the heavy tests (notebooks, kills, torchrun, real layouts; ~26 min)"
 	@echo "make test-all  run both (what CI runs)"
 	@echo "make lab       open JupyterLab on notebooks/"
 	@echo "make gallery   copy reference PNGs of figures/ (after make figures) into docs/gallery/, each < 300 kB"
