@@ -120,7 +120,9 @@ class WarmKernel:
         run_sync(self.km.start_kernel)(cwd=str(project_root()))
         self._client = BlockingKernelClient()
         self._client.load_connection_info(self.km.get_connection_info())
-        self._client.start_channels()
+        # the shell channel only: the reply is all ready() reads, and a heartbeat thread stopped
+        # right after its start (a warm kernel shut down unused) failed creating its socket
+        self._client.start_channels(iopub=False, stdin=False, hb=False, control=False)
         self._warm_id = self._client.execute(WARM_IMPORTS, silent=True, store_history=False)
 
     def ready(self, timeout: float = 300.0):

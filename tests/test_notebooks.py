@@ -141,6 +141,24 @@ def test_notebook_runs_in_a_warm_kernel(tmp_path):
     assert len(os.listdir("/proc/self/fd")) <= before + 2
 
 
+@pytest.mark.slow
+def test_a_warm_kernel_shut_down_unused_leaves_no_failing_thread(monkeypatch):
+    """A warm kernel shut down right after its start (what an interrupted `csu figures` does):
+    no client thread fails. Its heartbeat thread, stopped before it had made its socket, failed
+    with "ZMQError: Too many open files" in 3 of 6 such starts (seen as a warning in CI); the warm
+    client now opens its shell channel only."""
+    import threading
+    import time
+
+    failed = []
+    monkeypatch.setattr(threading, "excepthook",
+                        lambda a: failed.append(f"{a.thread.name}: {a.exc_type.__name__}: {a.exc_value}"))
+    for _ in range(6):
+        notebooks.WarmKernel().shutdown()
+    time.sleep(2)  # a late thread would fail now
+    assert failed == []
+
+
 @pytest.mark.parametrize("name", ALL_NOTEBOOKS)
 def test_papermill_sees_every_parameter(name):
     """papermill silently drops a parameter whose line it cannot parse (a comment with certain
