@@ -297,6 +297,24 @@ def _shown(page, label: str) -> str:
     return _dropdown(page, label).evaluate("s => s.selectedIndex < 0 ? null : s.options[s.selectedIndex].value")
 
 
+#: Share of non-white pixels below which an explorer figure counts as blank. Measured: a smoke
+#: view draws ~15% of its pixels, four empty panels with their ticks ~1.6%, a white figure with
+#: only its title 0.06% (the blank redraws of the threading bug in csu_lib/explorer.py).
+MIN_INK = 0.05
+
+
+def _ink(src: str) -> float:
+    """Share of the pixels of a ``data:image/png;base64,`` image that are not near-white."""
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    pixels = np.asarray(Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).convert("L"))
+    return float((pixels < 240).mean())
+
+
 def _select(page, label: str, value: str | None = None) -> tuple[str, str, dict]:
     """Pick ``value`` (None: another option) in a dropdown and wait until the widget's figure is
     redrawn (its image changes); returns (old value, new value, the widget's state after)."""
@@ -331,24 +349,6 @@ def _select(page, label: str, value: str | None = None) -> tuple[str, str, dict]
     ink = _ink(after["img"])
     assert ink > MIN_INK, f"the figure after {label} {old!r} -> {new!r} is blank ({ink:.1%} of its pixels drawn)"
     return old, new, after
-
-
-#: Share of non-white pixels below which an explorer figure counts as blank. Measured: a smoke
-#: view draws ~15% of its pixels, four empty panels with their ticks ~1.6%, a white figure with
-#: only its title 0.06% (the blank redraws of the threading bug in csu_lib/explorer.py).
-MIN_INK = 0.05
-
-
-def _ink(src: str) -> float:
-    """Share of the pixels of a ``data:image/png;base64,`` image that are not near-white."""
-    import base64
-    import io
-
-    import numpy as np
-    from PIL import Image
-
-    pixels = np.asarray(Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1]))).convert("L"))
-    return float((pixels < 240).mean())
 
 
 def _notebook_selection(page) -> dict:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.figure import Figure
 import pandas as pd
+from matplotlib.figure import Figure
 
 from .style import PALETTE
 
