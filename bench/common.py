@@ -236,7 +236,7 @@ def load_data(args: argparse.Namespace):
     ``$CSU_CACHE_DIR``)."""
     from csu_lib.core.errors import ConfigError
     from csu_lib.study import run_config
-    from csu_lib.training import prepare_data
+    from csu_lib.pipeline import prepare_data
 
     bench = {"clips_per_class": args.clips_per_class} if args.clips_per_class else {}
     try:

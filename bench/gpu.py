@@ -3,7 +3,7 @@ fp32, bfloat16 autocast and bfloat16 autocast + channels_last, eager and (``--co
 torch.compile, with the achieved model FLOP/s and its fraction of the GPU's peak.
 
 Paper sizes: full width, 527 classes (AudioSet), 64 mels x 1001 frames (10 s clips at 32 kHz,
-hop 320: the PANNs 32k front-end, methods.md section 6), batch 32. Inputs are random log-mel
+hop 320: the PANNs 32k front-end, docs/methods.md, section 6), batch 32. Inputs are random log-mel
 batches already on the device (the model alone: the front-end and loading are not timed; see
 ``frontend_cache.py`` and ``loader_vs_model.py``). A training step = forward + BCE (float32) +
 backward + Adam, as the training loop does it.

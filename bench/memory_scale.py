@@ -71,7 +71,7 @@ def synthetic_data(store_path: Path, seed: int = 0):
 
     from csu_lib.features import open_store
     from csu_lib.data.manifest import Manifest
-    from csu_lib.training import PreparedData
+    from csu_lib.pipeline import PreparedData
 
     store = open_store(store_path)
     n = len(store)

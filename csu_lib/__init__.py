@@ -2,8 +2,9 @@
 
 The data flows one way, one package per stage::
 
-    data (datasets) -> corruption -> features (cached) -> models -> losses -> training (the epoch
-        engine) -> records (the run directory) -> study (sets of runs) -> analysis -> plots -> report
+    data (datasets) -> corruption -> features (cached) -> pipeline (what a run trains on) -> models
+        -> losses -> training (the epoch engine) -> records (the run directory) -> study (sets of
+        runs) -> analysis -> plots -> report
 
 Layers, lowest first. A module imports only from its own layer or a lower one (module-level and
 function-level imports alike); ``tests/test_architecture.py`` reads every import of every module
@@ -18,19 +19,20 @@ and checks it against this list::
     losses      csu_lib.losses
     metrics     csu_lib.metrics csu_lib.evaluation
     records     csu_lib.records
+    pipeline    csu_lib.pipeline
     training    csu_lib.training
     study       csu_lib.study
     analysis    csu_lib.analysis
     plots       csu_lib.plots
     report      csu_lib.report
-    interface   csu_lib.explorer csu_lib.notebooks csu_lib.cli
-    compat      csu_lib.train csu_lib.profiles
+    interface   csu_lib.explorer csu_lib.notebook_runner csu_lib.cli
 
 - ``core``: errors, atomic file writes, paths, statistics, the name registries;
 - ``config``: the configuration dataclasses (names checked against the registries);
 - ``metrics``: mAP, mAUC, d', lwlrap and the final metrics of a run from its scores;
-- ``interface``: the ``csu`` command, papermill execution of the notebooks, the explorer widget;
-- ``compat``: deprecated module names (``csu_lib.train``, ``csu_lib.profiles``), re-exports only.
+- ``pipeline``: dataset -> corruption -> features for one run configuration (used by training
+  and by the analyses that evaluate a trained model);
+- ``interface``: the ``csu`` command, papermill execution of the notebooks, the explorer widget.
 
 Models, losses, datasets and methods register themselves by name when their package is
 imported; importing :mod:`csu_lib` imports them (below), so every registry is full before a

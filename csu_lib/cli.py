@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import Optional, Sequence
 
-from . import notebooks
+from . import notebook_runner as notebooks
 from .data import check_dataset, format_report, load_dataset
 from .analysis.results import report
 from .config import RunConfig, parse_condition, parse_data_spec

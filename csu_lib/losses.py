@@ -1,7 +1,7 @@
 """Losses. Every loss takes logits ``z`` (B, C), targets ``y`` (B, C) in [0, 1] and an optional
 mask (B, C) of 0/1 weights (0 = the element is left out of the loss), and returns a scalar.
 
-CSU (Class-wise Supervision Unreliability, Hou et al. 2026) as adopted in methods.md §1 -- this
+CSU (Class-wise Supervision Unreliability, Hou et al. 2026) as adopted in docs/methods.md, section 1 -- this
 is OUR RECONSTRUCTION (homoscedastic-uncertainty weighting per class); the paper does not print
 the formula::
 
@@ -247,7 +247,7 @@ class CSULoss(LearnedReliability):
 
     def stationary_log_sigma2(self, scores: np.ndarray, targets: np.ndarray, mask: Optional[np.ndarray] = None,
                               current: Optional[np.ndarray] = None) -> np.ndarray:
-        """log(2 * scale * mean BCE_c) over the (unmasked) training clips (methods.md section 1)."""
+        """log(2 * scale * mean BCE_c) over the (unmasked) training clips (docs/methods.md, section 1)."""
         bce = bce_from_scores(scores, targets)
         weights = np.ones_like(bce) if mask is None else np.asarray(mask, dtype=np.float64)
         mean = _masked_mean(bce, weights, self._current(current))
@@ -256,7 +256,7 @@ class CSULoss(LearnedReliability):
 
 @registry.register("loss", "csu2")
 class TwoSidedCSULoss(CSULoss):
-    """Two-sided CSU (ours, for the class-noise audit; methods.md section 1): ``s`` holds 2C
+    """Two-sided CSU (ours, for the class-noise audit; docs/methods.md, section 1): ``s`` holds 2C
     values, ``s+`` (the first C) weighting the positive terms ``-y log p`` of each class and
     ``s-`` (the last C) its negative terms ``-(1 - y) log(1 - p)``; each regulariser is weighted
     by the share of the elements that feed it (``y`` and ``1 - y``), so that at the stationary
@@ -265,7 +265,7 @@ class TwoSidedCSULoss(CSULoss):
     positives raise s+ of the class that received them; lost positives raise s- of the class
     that lost them. Measured as a training loss on the quick benchmark (README): after the first
     fit the well-fitted negatives outweigh the positives ~100x and the runs collapse to chance
-    mAP; :func:`csu_lib.analysis.audit.two_sided_reading` reads the same s+/s- off a one-sided
+    mAP; :func:`csu_lib.analysis.class_noise_audit.two_sided_reading` reads the same s+/s- off a one-sided
     network instead."""
 
     def __init__(self, n_classes: int, **kwargs):

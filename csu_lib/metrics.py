@@ -1,4 +1,4 @@
-"""Evaluation metrics for multi-label audio tagging (methods.md, evaluation).
+"""Evaluation metrics for multi-label audio tagging (docs/methods.md, section 7).
 
 Conventions shared by every function here:
 

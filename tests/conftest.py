@@ -34,6 +34,6 @@ def smoke_config():
 
 @pytest.fixture(scope="session")
 def smoke_data(smoke_config):
-    from csu_lib.training import prepare_data
+    from csu_lib.pipeline import prepare_data
 
     return prepare_data(smoke_config, progress=False)

@@ -262,8 +262,8 @@ def _without_docstrings(source: str) -> str:
 @pytest.mark.parametrize("pattern, owner", [
     (r"early_stopping_patience|bad_epochs \+= 1", "csu_lib.training.engine"),  # early stopping
     (r"self\.best = \{", "csu_lib.training.engine"),                         # best-weight tracking
-    (r"torch\.randperm|SEED_STRIDE|1000003|manual_seed\(", "csu_lib.training.setup"),  # seeds
-    (r"torch\.optim\.(Adam|AdamW|SGD)\b", "csu_lib.training.setup"),        # optimiser groups
+    (r"torch\.randperm|SEED_STRIDE|1000003|manual_seed\(", "csu_lib.training.seeding"),  # seeds
+    (r"torch\.optim\.(Adam|AdamW|SGD)\b", "csu_lib.training.optimiser"),        # optimiser groups
 ])
 def test_one_implementation_of_each_training_piece(pattern, owner):
     """One epoch loop: the stacked, DDP and single-process backends contain no copy of early
@@ -271,20 +271,3 @@ def test_one_implementation_of_each_training_piece(pattern, owner):
     where = [module for module, (_, source) in MODULES.items()
              if module.startswith("csu_lib.training") and re.search(pattern, _without_docstrings(source))]
     assert where == [owner]
-
-
-def test_deprecated_module_names_still_work():
-    """``csu_lib.train`` and ``csu_lib.profiles`` keep working with a one-line deprecation path."""
-    import importlib
-    import sys
-
-    import csu_lib.study
-    import csu_lib.training
-
-    for name, new, attrs in (("csu_lib.train", csu_lib.training, ("train_run", "prepare_data")),
-                             ("csu_lib.profiles", csu_lib.study, ("run_config", "get_profile"))):
-        sys.modules.pop(name, None)
-        with pytest.warns(DeprecationWarning, match=name.replace(".", r"\.")):
-            old = importlib.import_module(name)
-        for attr in attrs:
-            assert getattr(old, attr) is getattr(new, attr)

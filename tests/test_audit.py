@@ -1,6 +1,6 @@
 """The class-noise audit (issue 14): the audit corruption design (corrupted classes at several
 within-class levels beside untouched controls, drawn anew per seed) and the estimators and
-scores of csu_lib.analysis.audit, each against an independent computation."""
+scores of csu_lib.analysis.class_noise_audit, each against an independent computation."""
 from __future__ import annotations
 
 import numpy as np
@@ -8,7 +8,7 @@ import pytest
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
-from csu_lib.analysis.audit import (auroc, binary_entropy, class_estimates, partial_spearman, score_estimates,
+from csu_lib.analysis.class_noise_audit import (auroc, binary_entropy, class_estimates, partial_spearman, score_estimates,
                                     teacher_estimates, two_sided_reading)
 from csu_lib.config import CorruptionConfig
 from csu_lib.core.errors import ConfigError
@@ -110,7 +110,7 @@ def test_class_estimates_of_a_real_audit_run(tmp_path, smoke_config):
 def test_audit_notebook_with_trained_two_sided_runs_and_an_out_of_fold_teacher(tmp_path):
     import json
 
-    from csu_lib import notebooks
+    from csu_lib import notebook_runner as notebooks
 
     notebooks.execute("sigma_analysis", tmp_path / "out.ipynb", {
         "profile": "smoke", "conditions": ["none"], "audit_kinds": ["san", "missing"], "two_sided": True,
@@ -131,7 +131,7 @@ def test_audit_notebook_with_trained_two_sided_runs_and_an_out_of_fold_teacher(t
 def test_summary_intervals_stay_in_the_range_of_each_score():
     import pandas as pd
 
-    from csu_lib.analysis.audit import summarise_scores
+    from csu_lib.analysis.class_noise_audit import summarise_scores
     from csu_lib.core.stats import mean_ci
 
     scores = pd.DataFrame({"kind": ["san"] * 3, "loss": ["csu"] * 3, "estimator": ["sigma"] * 3,

@@ -12,7 +12,8 @@ import pytest
 from csu_lib.config import DataConfig, LossConfig, RunConfig, TrainConfig
 from csu_lib.core.errors import AudioError, ManifestError
 from csu_lib.data import write_wav
-from csu_lib.training import prepare_data, train_run
+from csu_lib.pipeline import prepare_data
+from csu_lib.training import train_run
 
 SR = 8000
 

@@ -90,7 +90,7 @@ class LabServer:
         news.write_text(json.dumps({"fetchNews": "false"}))  # no "get Jupyter news?" toast over the page
         env = dict(os.environ)
         env.update({
-            # this interpreter's kernelspec first (what csu_lib.notebooks does for papermill)
+            # this interpreter's kernelspec first (what csu_lib.notebook_runner does for papermill)
             "JUPYTER_PATH": os.pathsep.join([str(Path(sys.prefix) / "share" / "jupyter"),
                                              *filter(None, [os.environ.get("JUPYTER_PATH")])]),
             "JUPYTER_CONFIG_DIR": str(dirs["config"]), "JUPYTER_RUNTIME_DIR": str(dirs["runtime"]),

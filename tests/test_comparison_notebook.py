@@ -6,7 +6,7 @@ import json
 import nbformat
 import pytest
 
-from csu_lib import notebooks
+from csu_lib import notebook_runner as notebooks
 from csu_lib.core.errors import CsuError
 
 

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from csu_lib import notebooks, plots
+from csu_lib import notebook_runner as notebooks
+from csu_lib import plots
 from csu_lib.config import CorruptionConfig, DataConfig
 from csu_lib.core.errors import CsuError
 from csu_lib.corruption import corrupt_labels, man_transition_matrix

@@ -103,7 +103,8 @@ def test_similar_targets_on_real_data_from_a_models_confusions(tmp_path):
     import numpy as np
 
     from csu_lib.corruption import similarity_from_scores
-    from csu_lib.training import prepare_data, train_run
+    from csu_lib.pipeline import prepare_data
+    from csu_lib.training import train_run
 
     spec = csv_folder(tmp_path / "ds")
     clean = run_config("smoke", loss="bce", data=spec)

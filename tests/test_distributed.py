@@ -27,7 +27,8 @@ import torch
 from csu_lib.config import RunConfig
 from csu_lib.core.errors import ConfigError
 from csu_lib.records import is_complete, load_run
-from csu_lib.training import distributed, prepare_data, train_run
+from csu_lib.pipeline import prepare_data
+from csu_lib.training import distributed, train_run
 
 REPO = Path(__file__).resolve().parents[1]
 #: One-process vs two-process tolerances of the smoke CLI run (per-rank BatchNorm; see the test).

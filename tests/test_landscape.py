@@ -1,5 +1,5 @@
 """Tests of csu_lib.analysis.landscape, .geometry and .landscape_probe: parameter-space geometry
-(methods.md §8, our definitions).
+(docs/methods.md, section 8, our definitions).
 
 Known answers: a quadratic 0.5 (x - c)^T H (x - c) with H built from chosen eigenvalues gives
 the top eigenvalue, the trace and the epsilon-sharpness 0.5 * lambda_max * r^2 exactly; a small

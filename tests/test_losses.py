@@ -1,6 +1,6 @@
-"""Tests of csu_lib.losses: the CSU loss of methods.md section 1 and plain BCE.
+"""Tests of csu_lib.losses: the CSU loss of docs/methods.md, section 1 and plain BCE.
 
-Adopted form (methods.md §1)::
+Adopted form (docs/methods.md, section 1)::
 
     L = mean_n sum_c [ k * exp(-s_c) * BCE(z_nc, y_nc) + s_c / 2 ],   k = 1 ("full") or 1/2 ("half")
 
@@ -286,7 +286,7 @@ def test_multiplier_is_exp_minus_s_times_scale(scale, k):
 
 
 def test_total_loss_can_be_negative():
-    """Negative totals are expected (methods.md): a well-fitted class (tiny BCE) drives s_c, i.e.
+    """Negative totals are expected (docs/methods.md): a well-fitted class (tiny BCE) drives s_c, i.e.
     log sigma_c^2, negative, and the s_c/2 term then dominates. (A LARGE positive s gives a
     positive total: k exp(-s) BCE >= 0 and s/2 > 0.)"""
     y = torch.tensor([[1.0, 0.0, 1.0], [0.0, 1.0, 0.0]], dtype=torch.float64)

@@ -214,7 +214,7 @@ def test_method_specs():
 @pytest.fixture(scope="module")
 def e2e(tmp_path_factory):
     from csu_lib.study import run_config
-    from csu_lib.training import prepare_data
+    from csu_lib.pipeline import prepare_data
 
     # the smoke profile, cut to 2 class families (10 classes, 80 training clips) to stay fast
     config = run_config("smoke", epochs=1, device="cpu", corruption={"kind": "san", "ratio": 0.5},
@@ -328,7 +328,7 @@ def test_teacher_given_as_score_file_or_run_directory(e2e, tmp_path):
 
 
 def test_teacher_cache_is_keyed_by_the_training_set(e2e):
-    from csu_lib.training import prepare_data
+    from csu_lib.pipeline import prepare_data
     from csu_lib.training.teacher import TeacherLabelsWarning, teacher_config, teacher_scores
 
     config = e2e["config"]

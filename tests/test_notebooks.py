@@ -9,7 +9,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from csu_lib import notebooks
+from csu_lib import notebook_runner as notebooks
 from csu_lib.core.errors import CsuError
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -23,9 +23,10 @@ from csu_lib.core.errors import ConfigError
 from csu_lib.features import FeatureLoader
 from csu_lib.records import load_run
 from csu_lib.study import comparison_configs, run_all, run_config
-from csu_lib.training import dependencies, plan, predict, prepare_data, train_run
+from csu_lib.pipeline import prepare_data
+from csu_lib.training import dependencies, plan, predict, train_run
 from csu_lib.training.method_rules import teacher_mask
-from csu_lib.training.prepare import DataCache, restrict_training, training_folds
+from csu_lib.pipeline.data_pipeline import DataCache, restrict_training, training_folds
 from csu_lib.training.teacher import (TeacherLabelsWarning, fold_teacher_configs, teacher_config, teacher_run_dir,
                                       teacher_scores)
 

@@ -10,7 +10,8 @@ from test_loaders import esc_root, fg_root  # noqa: F401  (fixtures)
 from csu_lib.config import CorruptionConfig, DataConfig, LossConfig, RunConfig, TrainConfig
 from csu_lib.core.errors import ConfigError
 from csu_lib.records import load_run
-from csu_lib.training import prepare_data, train_run
+from csu_lib.pipeline import prepare_data
+from csu_lib.training import train_run
 
 
 def _config(data: DataConfig, corruption: CorruptionConfig | None = None) -> RunConfig:

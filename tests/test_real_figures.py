@@ -13,7 +13,8 @@ import yaml
 from browser import artifact_dir, check_report
 from realfolders import BUILDERS, CLASSES
 
-from csu_lib import cli, notebooks
+from csu_lib import cli
+from csu_lib import notebook_runner as notebooks
 from csu_lib.records import load_run
 
 #: The files every figure notebook writes (a PNG and a JSON each).

@@ -19,7 +19,7 @@ import pytest  # noqa: E402
 from test_notebooks import FIGURES  # noqa: E402
 
 from csu_lib import plots, report  # noqa: E402
-from csu_lib.notebooks import notebook_path  # noqa: E402
+from csu_lib.notebook_runner import notebook_path  # noqa: E402
 from csu_lib.report.catalog import key_numbers  # noqa: E402
 from csu_lib.study import run_config  # noqa: E402
 

@@ -52,7 +52,7 @@ def test_score_plane_equals_the_loss_applied_directly(name, targets):
     for i, j in [(0, 0), (3, 7), (12, 9), (6, 2)]:
         z = torch.tensor([[grid_a[i], grid_b[j]]], dtype=torch.float32)
         assert surface[i, j] == pytest.approx(float(module(z, y).detach()), rel=1e-6, abs=1e-6)
-    # closed form of the adopted CSU (methods.md §1), independent of the library
+    # closed form of the adopted CSU (docs/methods.md, section 1), independent of the library
     if name == "csu":
         za, zb = grid_a[3], grid_b[7]
 

@@ -162,7 +162,7 @@ def test_cli_bad_arguments_name_the_culprit(argv, culprit, capsys):
 def test_missing_audio_file_is_named(tmp_path, smoke_config):
     from csu_lib.core.errors import AudioError
     from csu_lib.data.benchmark import build_benchmark
-    from csu_lib.training import prepare_data
+    from csu_lib.pipeline import prepare_data
 
     manifest = build_benchmark(smoke_config.data.benchmark, tmp_path / "data", progress=False)
     victim = manifest.audio_path(5)
@@ -175,7 +175,7 @@ def test_missing_audio_file_is_named(tmp_path, smoke_config):
 def test_cuda_device_without_gpu_is_a_clear_error():
     import torch
 
-    from csu_lib.training import resolve_device
+    from csu_lib.pipeline import resolve_device
 
     if torch.cuda.is_available():
         pytest.skip("a GPU is present")
@@ -186,7 +186,7 @@ def test_cuda_device_without_gpu_is_a_clear_error():
 def test_final_metrics_recomputable_from_saved_scores(tmp_path, smoke_data):
     from csu_lib import metrics as M
     from csu_lib.study import run_config
-    from csu_lib.training import prepare_data
+    from csu_lib.pipeline import prepare_data
 
     cfg = run_config("smoke", loss="csu", epochs=2, device="cpu", corruption={"kind": "man", "ratio": 0.5})
     data = prepare_data(cfg, progress=False)

@@ -12,7 +12,8 @@ from csu_lib.config import CorruptionConfig
 from csu_lib.core.errors import ConfigError
 from csu_lib.records import is_complete, load_checkpoint
 from csu_lib.study import run_all, run_dir_for, run_sweep
-from csu_lib.training import StackedRuns, check_group, group_seed, plan_groups, prepare_data, train_group, train_run
+from csu_lib.pipeline import prepare_data
+from csu_lib.training import StackedRuns, check_group, group_seed, plan_groups, train_group, train_run
 from csu_lib.training import methods as METHODS
 
 

@@ -1,4 +1,4 @@
-"""Geometry statistics of a trained model's loss around its weights (methods.md §8; definitions
+"""Geometry statistics of a trained model's loss around its weights (docs/methods.md, section 8; definitions
 are ours), all with respect to the perturbed parameters of :mod:`csu_lib.analysis.landscape` by
 default, in eval mode with the learned reliability (CSU's s) held fixed:
 

@@ -1,4 +1,4 @@
-"""Parameter-space geometry of a trained model's loss (methods.md §8; definitions are ours).
+"""Parameter-space geometry of a trained model's loss (docs/methods.md, section 8; definitions are ours).
 
 Every function here evaluates a trained model; nothing trains. The loss is the training
 objective (``BCELoss`` or ``CSULoss`` of :mod:`csu_lib.losses`) on a FIXED set of batches (a

@@ -17,7 +17,7 @@ import torch
 from ..core.errors import ConfigError, unknown_name
 from ..core.io import atomic_path, atomic_write_json, read_json
 from ..losses import BCELoss
-from ..training import prepare_data
+from ..pipeline import prepare_data
 from .geometry import geometry_summary
 from .landscape import filter_normalised_direction, fixed_batches, loss_surface_1d, loss_surface_2d
 

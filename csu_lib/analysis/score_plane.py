@@ -1,4 +1,4 @@
-"""The score plane (methods.md §8): the per-sample loss the training method applies, restricted
+"""The score plane (docs/methods.md, section 8): the per-sample loss the training method applies, restricted
 to a class pair, as a function of that pair's two logits, with the training clips at their
 actual logits -- the CSU paper's Fig. 5, in our definition.
 
@@ -22,7 +22,7 @@ from ..core.errors import ConfigError, RunRecordError
 from ..features import FeatureLoader
 from ..losses import build_loss, reliability
 from ..records import RunRecord
-from ..training import prepare_data
+from ..pipeline import prepare_data
 
 
 def _pair_loss_module(loss, s_pair) -> torch.nn.Module:

@@ -113,7 +113,7 @@ def final_log_sigma2(record: RunRecord) -> np.ndarray:
         s = record.log_sigma2[(best + 1) * steps - 1].astype(np.float64)
     if sides_of(record.config.loss) != 1:
         raise RunRecordError(f"{record.path} is a two-sided CSU run ({len(s)} values of s): read s+ and s- "
-                             "with csu_lib.analysis.audit, not as one sigma per class")
+                             "with csu_lib.analysis.class_noise_audit, not as one sigma per class")
     return s
 
 

@@ -32,7 +32,7 @@ class FrontendConfig(Serialisable):
                "must satisfy 0 <= f_min < f_max <= sample_rate/2", (self.f_min, self.f_max))
 
 
-#: Named front-end presets (methods.md section 6).
+#: Named front-end presets (docs/methods.md, section 6).
 FRONTEND_PRESETS: dict[str, FrontendConfig] = {
     "panns16k": FrontendConfig(),
     "psl16k": FrontendConfig(name="psl16k", f_min=0.0, top_db=120.0),
@@ -109,7 +109,7 @@ class DataConfig(Serialisable):
     skip_unreadable: bool = False
     #: ``(k, K)``: the run trains on its training split without fold ``k`` of ``K`` (the clips of
     #: the split dealt into K folds by a permutation seeded by ``train.seed``,
-    #: :func:`csu_lib.training.prepare.training_folds`); what the out-of-fold teachers of
+    #: :func:`csu_lib.pipeline.data_pipeline.training_folds`); what the out-of-fold teachers of
     #: ``MethodConfig.teacher_folds`` train on. None: the whole training split.
     holdout_fold: Optional[tuple[int, int]] = None
     #: A ``.npy`` (C, C) class-similarity matrix for a dataset that ships none (the embedded

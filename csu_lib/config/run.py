@@ -154,7 +154,7 @@ class ModelConfig(Serialisable):
 
 @dataclass(frozen=True)
 class LossConfig(Serialisable):
-    """``bce`` or ``csu``; the ``csu_*`` fields apply to CSU only (methods.md section 1)."""
+    """``bce`` or ``csu``; the ``csu_*`` fields apply to CSU only (docs/methods.md, section 1)."""
 
     name: str = "bce"
     csu_init: float = 0.0
@@ -165,7 +165,7 @@ class LossConfig(Serialisable):
     #: how s is learned: "stationary" (after every epoch s is set to its closed-form optimum for
     #: the network of that moment, from the training clips in eval mode) or "gradient" (s is a
     #: parameter of the optimiser with learning rate csu_lr: the paper's form, read before its
-    #: stationary point unless the run is long; methods.md section 1)
+    #: stationary point unless the run is long; docs/methods.md, section 1)
     csu_fit: str = "stationary"
 
     # fields added after run ids were stored: omitted from the hash at their earlier behaviour

@@ -1,4 +1,4 @@
-"""Supervision-unreliability injectors: SAN, MAN, SLN and missing positives (methods.md §2).
+"""Supervision-unreliability injectors: SAN, MAN, SLN and missing positives (docs/methods.md, section 2).
 
 Applied to the training split only. Every injection returns a :class:`CorruptionResult`
 holding the corrupted labels, the clean labels, what changed per clip and the true per-class
@@ -11,7 +11,7 @@ import pandas as pd
 
 from ..config import CorruptionConfig
 from ..core.errors import ConfigError
-from .audit import audit_corruption
+from .audit_design import audit_corruption
 from .result import KIND_CODES, CorruptionResult, rates_from_labels
 
 # ---------------------------------------------------------------------------------------------
@@ -166,7 +166,7 @@ def corrupt_labels(clean: np.ndarray, config: CorruptionConfig, *, similarity: n
     :func:`concentrated_source_classes` can be sources), ``graded`` (per-class rates ∝
     :func:`graded_class_weights`, counts by :func:`_graded_allocation`), ``audit`` (half the
     classes corrupted at within-class levels up to ``ratio``, the others untouched controls:
-    :mod:`csu_lib.corruption.audit`; ``ratio`` is then the top level, not a share of all clips).
+    :mod:`csu_lib.corruption.audit_design`; ``ratio`` is then the top level, not a share of all clips).
 
     Nesting (``config.nested``): clips are taken as a prefix of one seeded priority order and
     every per-clip decision (source, target, soft value) comes from seeded per-clip uniforms;

@@ -1,6 +1,6 @@
 """The published noisy label files of ESC-FreeGen50 as a ready-made corruption.
 
-``labels/{additive,flip,soft,remove}_error_<ratio>/train.json`` (methods.md section 2) are read
+``labels/{additive,flip,soft,remove}_error_<ratio>/train.json`` (docs/methods.md, section 2) are read
 into a :class:`~csu_lib.corruption.result.CorruptionResult`, clean labels recovered from
 ``true_label`` / ``original_label``, so a run on them is recorded like an injected corruption.
 """

@@ -1,6 +1,6 @@
 """The embedded benchmark: a procedural 50-class environmental-sound tagging dataset.
 
-Modelled on the ESC-FreeGen50 protocol (methods.md §2), generated locally with no download:
+Modelled on the ESC-FreeGen50 protocol (docs/methods.md, section 2), generated locally with no download:
 
 - 10 acoustic families of 5 classes. Within a family the classes differ in ONE graded
   parameter (a pitch, a rate, a centre frequency, a decay time, ...), so neighbouring classes

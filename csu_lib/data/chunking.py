@@ -16,7 +16,7 @@ from .manifest import Manifest
 
 def chunk_manifest(manifest: Manifest, chunk_seconds: float, *,
                    durations: Optional[Mapping[str, float] | Sequence[float]] = None) -> Manifest:
-    """Cut every clip into non-overlapping ``chunk_seconds`` chunks (methods.md section 5).
+    """Cut every clip into non-overlapping ``chunk_seconds`` chunks (docs/methods.md, section 5).
 
     Chunk ids ``"<clip_id>#<k>"``; ``parent`` = the clip id; ``offset``/``duration`` in seconds
     (relative to the file, after any existing ``offset``); labels repeated. The last chunk may

@@ -1,4 +1,4 @@
-"""ESC-FreeGen50 (methods.md section 2): the clean ``labels/original/{train,val,test}.json``
+"""ESC-FreeGen50 (docs/methods.md, section 2): the clean ``labels/original/{train,val,test}.json``
 and the readers of its label-file format that the published noisy files share
 (:mod:`csu_lib.corruption.published` reads those).
 
@@ -209,7 +209,7 @@ def _lookup_meta(index: dict[str, dict], audio_path: str) -> Optional[dict]:
 
 @register_folder_loader("freegen50")
 def load_freegen50(root: str | os.PathLike, *, check_original_labels: bool = True) -> Manifest:
-    """ESC-FreeGen50: ``labels/original/{train,val,test}.json`` (methods.md section 2).
+    """ESC-FreeGen50: ``labels/original/{train,val,test}.json`` (docs/methods.md, section 2).
 
     Clip id = ``audio_path`` without its extension; the path is ``audio_path`` relative to
     ``root``. Class names come from the files' ``class_names`` (identical in all three) or,

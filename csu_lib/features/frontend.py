@@ -1,5 +1,5 @@
 """The front-end: waveform -> log-mel dB with torchaudio (``FrontendConfig`` presets,
-methods.md §6).
+docs/methods.md, section 6).
 
 ``top_db`` (the ``psl16k`` preset) floors every clip at its OWN maximum minus ``top_db``. (torchaudio's
 ``AmplitudeToDB(top_db=...)`` takes one maximum over a whole 3-D (B, M, T) input, so a clip's floor

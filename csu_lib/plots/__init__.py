@@ -6,9 +6,9 @@ probes or computes an analysis.
   (the plotted numbers as JSON), :func:`save_plotly` (interactive HTML);
 - :mod:`.corruption`, :mod:`.sigma`, :mod:`.planes` (score plane, landscapes, geometry),
   :mod:`.results` (degradation, relative change, class precision, method comparison) and
-  :mod:`.runs` (one run's curves, the explorer), :mod:`.audit` (the class-noise audit).
+  :mod:`.runs` (one run's curves, the explorer), :mod:`.class_noise_audit` (the class-noise audit).
 """
-from .audit import plot_auroc_by_level, plot_estimator_comparison
+from .class_noise_audit import plot_auroc_by_level, plot_estimator_comparison
 from .corruption import plot_class_rates, plot_label_counts, plot_soft_values, plot_transition_matrix
 from .planes import (CLIP_STYLE, GEOMETRY_STATISTICS, plot_geometry_summary, plot_landscape_1d, plot_landscape_2d,
                      plot_score_plane, plotly_landscape_2d)

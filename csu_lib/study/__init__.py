@@ -6,7 +6,7 @@
 - engines that train them: :mod:`.local` (:func:`run_all`, in this process) and
   :mod:`.ray_engine` (one Ray task per run), chosen by :func:`run_sweep` (:mod:`.sweep`).
 """
-from .audit import oof_teacher_scores
+from .oof_teacher import oof_teacher_scores
 from .grid import (STUDY_KEYS, audit_configs, comparison_configs, grid, load_study, mask_sweep_configs, run_dir_for,
                    unique_configs)
 from .local import SweepResult, run_all, run_local

@@ -104,7 +104,7 @@ def audit_configs(profile: str, *, kinds: Sequence[str] = ("san", "man", "sln", 
                   losses: Sequence[str] = ("csu",), models: Optional[Sequence[str]] = None,
                   seeds: Optional[Sequence[int]] = None, epochs: Optional[int] = None,
                   device: str = "auto", data: Any = None) -> list[RunConfig]:
-    """The runs of the class-noise audit (``corruption.profile="audit"``, :mod:`csu_lib.corruption.audit`):
+    """The runs of the class-noise audit (``corruption.profile="audit"``, :mod:`csu_lib.corruption.audit_design`):
     every kind x model x loss (``csu``, ``csu2``) x seed, corrupted classes at levels up to ``ratio``
     beside untouched control classes, the corruption drawn anew for every seed."""
     if isinstance(kinds, str) or not list(kinds) or not set(kinds) <= {"san", "man", "sln", "missing"}:

@@ -15,7 +15,8 @@ import torch
 
 from ..config import RunConfig
 from ..records import RunRecord, is_complete, load_run
-from ..training import DataCache, plan, plan_groups, train_group, train_run
+from ..pipeline import DataCache
+from ..training import plan, plan_groups, train_group, train_run
 from .grid import run_dir_for
 from .pool import resolve_workers, run_parallel
 

@@ -34,7 +34,8 @@ from ..config import RunConfig
 from ..core.errors import ConfigError, CsuError
 from ..core.paths import default_cache_dir, default_data_dir
 from ..records import is_complete
-from ..training import DataCache, dependencies, plan, train_run
+from ..pipeline import DataCache
+from ..training import dependencies, plan, train_run
 
 #: Environment variables that set the defaults of ``workers`` and ``threads`` (``csu figures
 #: --workers N --threads-per-worker T`` sets them for its notebooks).

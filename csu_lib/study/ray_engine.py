@@ -41,7 +41,8 @@ from ..config import RunConfig
 from ..core.errors import ConfigError, CsuError
 from ..core.paths import default_cache_dir, default_data_dir
 from ..records import has_checkpoint, is_complete, layout, load_run
-from ..training import DataCache, dependencies, plan, train_run
+from ..pipeline import DataCache
+from ..training import dependencies, plan, train_run
 from .grid import run_dir_for
 from .local import SweepResult
 

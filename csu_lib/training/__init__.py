@@ -1,11 +1,12 @@
 """The training stage: a :class:`~csu_lib.config.RunConfig` in, a run record out.
 
-- :mod:`.prepare`: dataset -> corruption -> features as :class:`PreparedData`; which runs share it
-  (:func:`data_key`, :class:`DataCache`);
+- what a run trains on (dataset -> corruption -> features) is prepared before this stage, by
+  :mod:`csu_lib.pipeline`;
 - :mod:`.method_rules` and :mod:`.methods`: the compared methods (teacher masking, label
   correction, pseudo strong labels, mixup), registered by name; :mod:`.teacher`: a teacher's
   scores; :mod:`.planner`: which runs a run needs first (its teacher) and a sweep's order;
-- :mod:`.setup`: seeds, optimiser groups, learning-rate schedule;
+- :mod:`.seeding`: every seed formula of training; :mod:`.optimiser`: optimiser groups and the
+  learning-rate schedule;
 - :mod:`.engine`: THE epoch loop (batch order, early stopping, best weights, history, s log,
   checkpoint/resume, the end of a run), with three backends: :mod:`.single` (one process),
   :mod:`.ddp` over :mod:`.distributed` (torchrun) and :mod:`.stacked` (vectorised groups);
@@ -17,17 +18,13 @@ from .method_rules import POSITIVE, psl_chunk_layout
 from .methods import BATCH_METHODS, METHODS, Method, build_method
 from .planner import dependencies, plan
 from .predict import predict
-from .prepare import (DataCache, PreparedData, data_key, prepare_data, resolve_device, restrict_training,
-                      training_folds)
 from .run import train_run
-from .setup import group_seed, lr_factor
+from .optimiser import lr_factor
+from .seeding import group_seed
 from .stacked import StackedRuns
 from .teacher import (TeacherLabelsWarning, fold_teacher_configs, teacher_config, teacher_run_dir,
                       teacher_scores)
 
-__all__ = ["BATCH_METHODS", "METHODS", "POSITIVE", "VARYING", "DataCache", "Method", "PreparedData", "RunState",
-           "StackedRuns", "StepHook", "TeacherLabelsWarning", "build_method", "check_group", "data_key",
-           "dependencies", "fold_teacher_configs", "group_key", "group_seed", "groupable", "lr_factor", "plan",
-           "plan_groups", "predict", "prepare_data", "psl_chunk_layout", "resolve_device", "restrict_training",
-           "teacher_config", "teacher_run_dir", "teacher_scores", "train_epochs", "train_group", "train_run",
-           "training_folds"]
+__all__ = ["BATCH_METHODS", "METHODS", "POSITIVE", "VARYING", "Method", "RunState",
+           "StackedRuns", "StepHook", "TeacherLabelsWarning", "build_method", "check_group", "dependencies", "fold_teacher_configs", "group_key", "group_seed", "groupable", "lr_factor", "plan",
+           "plan_groups", "predict", "psl_chunk_layout", "teacher_config", "teacher_run_dir", "teacher_scores", "train_epochs", "train_group", "train_run"]

@@ -26,7 +26,7 @@ from .distributed import DistContext, shard, share_weight
 from .engine import RunState
 from .methods import Method
 from .predict import predict
-from .setup import seed_rank
+from .seeding import seed_rank
 from .single import SingleProcess
 
 

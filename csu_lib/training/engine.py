@@ -3,7 +3,7 @@
 :class:`Backend` of :func:`train_epochs`; the engine owns what they share:
 
 - the epoch and step loop: each run's batch order and transform generator of epoch e
-  (:mod:`.setup`), the learning-rate schedule, the per-step log of ``log sigma^2`` and the mean
+  (:mod:`.seeding`), the learning-rate schedule, the per-step log of ``log sigma^2`` and the mean
   training loss;
 - per run (:class:`RunState`): validation after every epoch, the history, the best weights
   (by validation mAP) and early stopping (:meth:`RunState.end_epoch`, the one implementation);
@@ -37,8 +37,9 @@ from ..models import count_parameters
 from ..records import finalize, save_checkpoint, versions, write_model, write_progress, write_scores, write_start
 from .methods import Method, build_method
 from .predict import predict
-from .prepare import PreparedData
-from .setup import batch_generator, epoch_order, lr_factor
+from ..pipeline.data_pipeline import PreparedData
+from .optimiser import lr_factor
+from .seeding import batch_generator, epoch_order
 
 #: ``on_step(epoch, step)``: called before every optimiser step (tests use it to simulate a crash).
 StepHook = Callable[[int, int], None]

@@ -38,7 +38,7 @@ from ..records import RunRecord, flatten_into, is_complete, load_checkpoint, loa
 from .distributed import world_size_from_env
 from .engine import StepHook, finish_run, make_state, restore, start_runs, train_epochs
 from .methods import BATCH_METHODS
-from .prepare import DataCache, PreparedData, resolve_device, restrict_training
+from ..pipeline.data_pipeline import DataCache, PreparedData, resolve_device, restrict_training
 from .run import train_dependencies, train_run
 from .stacked import Stacked
 

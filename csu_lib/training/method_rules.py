@@ -1,4 +1,4 @@
-"""The rules of the compared methods (methods.md sections 3-5): pure functions, testable on
+"""The rules of the compared methods (docs/methods.md, sections 3-5): pure functions, testable on
 hand-built examples; :mod:`csu_lib.training.methods` applies them in the training loop.
 
 =========================== =====================================================================

@@ -1,4 +1,4 @@
-"""Compared training methods, applied on top of any loss (methods.md sections 3-5).
+"""Compared training methods, applied on top of any loss (docs/methods.md, sections 3-5).
 
 A :class:`Method` acts at two points of the training loop:
 

@@ -24,7 +24,7 @@ from . import distributed
 from .ddp import Distributed
 from .engine import StepHook, finish_run, make_state, restore, start_runs, train_epochs
 from .planner import dependencies
-from .prepare import PreparedData, prepare_data, resolve_device, restrict_training
+from ..pipeline.data_pipeline import PreparedData, prepare_data, resolve_device, restrict_training
 from .single import SingleProcess
 
 
@@ -35,7 +35,7 @@ def train_run(config: RunConfig, run_dir: str | os.PathLike, *, data: Optional[P
 
     ``data``: the run's :class:`PreparedData` when already in hand (else prepared here); for a
     run with ``data.holdout_fold`` it may be the whole split, which is then cut here
-    (:func:`~csu_lib.training.prepare.restrict_training`).
+    (:func:`~csu_lib.pipeline.data_pipeline.restrict_training`).
     ``on_step(epoch, step)`` is called before every optimiser step (tests use it to simulate a
     crash mid-epoch).
 

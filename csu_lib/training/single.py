@@ -11,7 +11,8 @@ from ..features import FeatureLoader
 from ..losses import build_loss, reliability
 from .engine import Backend, RunState
 from .predict import predict
-from .setup import init_model, make_optimizer
+from .optimiser import make_optimizer
+from .seeding import init_model
 
 
 class SingleProcess(Backend):

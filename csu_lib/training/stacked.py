@@ -9,7 +9,7 @@ CPU); ``bench/vectorised_runs.py`` measures both side by side on either device.
 How (:class:`StackedRuns`, driven by the epoch engine through :class:`Stacked`):
 
 - Run i's model is built exactly as a one-process run builds it (``torch.manual_seed(seed_i)``,
-  then the backbone: :func:`csu_lib.training.setup.init_model`), so it starts from the weights
+  then the backbone: :func:`csu_lib.training.seeding.init_model`), so it starts from the weights
   its sequential run starts from. Parameters and buffers are stacked
   (``torch.func.stack_module_state``) and one skeleton module is called under ``torch.func.vmap``
   with ``functional_call``; BatchNorm running statistics are updated per run.
@@ -39,7 +39,8 @@ from ..features import FeatureLoader
 from ..losses import build_loss, reliability
 from ..models import build_model
 from .engine import Backend, RunState
-from .setup import init_model, make_optimizer, seed_group
+from .optimiser import make_optimizer
+from .seeding import init_model, seed_group
 
 
 class StackedRuns:

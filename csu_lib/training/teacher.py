@@ -10,7 +10,7 @@ labels): where its scores on the training split come from, computed once and cac
   method) and by every figure that needs a plain BCE run. It is trained before its students, as
   a dependency (:mod:`csu_lib.training.planner`); here it must already be complete.
   With ``method.teacher_folds`` = K >= 2 the teacher is out-of-fold instead: the training split
-  is dealt into K folds (:func:`csu_lib.training.prepare.training_folds`, seeded by
+  is dealt into K folds (:func:`csu_lib.pipeline.data_pipeline.training_folds`, seeded by
   ``train.seed``) and K such BCE runs are trained (:func:`fold_teacher_configs`), teacher k on
   every fold but k (``data.holdout_fold = (k, K)``), each in ``<run_dir.parent>/<its run id>``,
   shared by every student of that data, corruption, model and seed. A clip's score comes from
@@ -52,7 +52,7 @@ from ..records import (cached_teacher_scores, has_model, is_complete, load_run, 
                        write_teacher_scores)
 from .method_rules import psl_chunk_layout, select_chunks
 from .predict import predict
-from .prepare import resolve_device, training_folds
+from ..pipeline.data_pipeline import resolve_device, training_folds
 
 
 class TeacherLabelsWarning(UserWarning):

@@ -106,7 +106,7 @@ def prepare_data(config: RunConfig, *, data_dir: Optional[str | os.PathLike] = N
 
 
 #: The out-of-fold partition of seed s is drawn from numpy's ``default_rng([FOLD_STREAM, s])``:
-#: a stream of its own, apart from the torch streams of :mod:`.setup` (batch order, transforms).
+#: a stream of its own, apart from the torch streams of :mod:`csu_lib.training.seeding` (batch order, transforms).
 FOLD_STREAM = 0xF01D
 
 

@@ -1,4 +1,4 @@
-"""Figures of the class-noise audit (:mod:`csu_lib.analysis.audit`): AUROC of an estimator by
+"""Figures of the class-noise audit (:mod:`csu_lib.analysis.class_noise_audit`): AUROC of an estimator by
 corruption kind and within-class level, and every estimator side by side."""
 from __future__ import annotations
 

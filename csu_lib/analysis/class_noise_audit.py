@@ -6,7 +6,7 @@ Estimators (higher = less reliable), per CSU run (one-sided, or two-sided ``csu2
 
 - ``sigma``: CSU's learned sigma_c of the selected model (``analysis.sigma.final_log_sigma2``);
   at its stationary point sigma_c^2 = 2 * scale * mean BCE_c over ALL training clips, so it
-  carries the class's base rate (methods.md section 1).
+  carries the class's base rate (docs/methods.md, section 1).
 - ``sigma_normalised``: sigma_c^2 / (2 * scale * H(prevalence_c)), H the binary entropy of the
   class's noisy training base rate: the share of the class's prior entropy the model leaves
   unexplained (1 = no better than the base rate).

@@ -1,4 +1,4 @@
-"""The out-of-fold teacher of the class-noise audit (:mod:`csu_lib.analysis.audit`): for every
+"""The out-of-fold teacher of the class-noise audit (:mod:`csu_lib.analysis.class_noise_audit`): for every
 audit run, K plain-BCE fold teachers on its own (corrupted) training labels, each clip scored by
 the teacher that never trained on it -- the teacher-based estimator's input."""
 from __future__ import annotations
@@ -11,7 +11,8 @@ import numpy as np
 from ..config import MethodConfig
 from ..core.errors import ConfigError
 from ..records import RunRecord
-from ..training import DataCache, fold_teacher_configs, teacher_scores
+from ..pipeline import DataCache
+from ..training import fold_teacher_configs, teacher_scores
 from .grid import run_dir_for
 from .local import run_all
 
