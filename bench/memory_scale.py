@@ -7,7 +7,7 @@ epoch (tiny SmallCNN, a synthetic in-memory manifest, the store streamed with
 RSS (``VmHWM`` of ``/proc/self/status``; ``ru_maxrss`` where there is no /proc). The epoch
 touches every clip: training over the train split, validation, and the final scoring of all
 three splits. Prints one row per size, the ratio of each peak to the first, and the machine and
-settings. Never asserts (the test ``tests/test_feature_store.py`` does, on 10k vs 100k).
+settings. Never asserts (the test ``tests/features/test_store.py`` does, on 10k vs 100k).
 
     PYTHONPATH=. python bench/memory_scale.py [--sizes 10000 100000 200000] [--mode never]
 

@@ -11,7 +11,7 @@ comm message ends with IPython's ``post_execute`` event, on which matplotlib-inl
 closes *every open pyplot figure*. With a pyplot figure, a message handled while a redraw was
 drawing (the Output widget syncing its outputs) drew and closed the same figure from that second
 thread, and the redraw came out blank: the widget showed a blank figure after a change, the same
-blank bytes after the next one, while its table was new (found by tests/test_browser_lab.py;
+blank bytes after the next one, while its table was new (found by tests/interface/test_browser_lab.py;
 traced by logging every display call in the kernel with its thread and the open figures).
 """
 from __future__ import annotations

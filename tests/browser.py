@@ -9,7 +9,7 @@ skipped with a message saying how to enable them, unless ``CSU_REQUIRE_BROWSER=1
 
 Usage::
 
-    from browser import artifact_dir, browser_page, require_browser
+    from tests.browser import artifact_dir, browser_page, require_browser
 
     def test_page():
         require_browser()

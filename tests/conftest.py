@@ -1,6 +1,6 @@
 """Shared fixtures: every test session gets its own data and feature-cache folders, and trains
 sets of runs in the test process (``CSU_WORKERS=1``) unless a test asks for worker processes
-(tests/test_pool.py, tests/test_figures_resume.py): at smoke size a worker's start-up costs more
+(tests/study/test_pool.py, tests/interface/test_cli_figures_resume.py): at smoke size a worker's start-up costs more
 than the runs it would train."""
 from __future__ import annotations
 

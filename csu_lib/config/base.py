@@ -67,7 +67,7 @@ def _omit_legacy(obj: Any) -> Any:
     """The plain dict of ``obj`` for hashing, without the fields its ``hash_omitted()`` names.
     Fields added after run ids were first stored are left out while they hold the value that
     reproduces the earlier behaviour (or do not apply), so adding them leaves every existing run
-    id unchanged (tests/test_run_ids.py)."""
+    id unchanged (tests/config/test_run_ids.py)."""
     if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
         omit = obj.hash_omitted() if isinstance(obj, Serialisable) else set()
         return {f.name: _omit_legacy(getattr(obj, f.name)) for f in dataclasses.fields(obj) if f.name not in omit}

@@ -30,7 +30,7 @@ from csu_lib.pipeline.data_pipeline import DataCache, restrict_training, trainin
 from csu_lib.training.teacher import (TeacherLabelsWarning, fold_teacher_configs, teacher_config, teacher_run_dir,
                                       teacher_scores)
 
-PINNED = json.loads((Path(__file__).parent / "data" / "run_ids.json").read_text())
+PINNED = json.loads((Path(__file__).resolve().parents[1] / "data" / "run_ids.json").read_text())
 CPU = torch.device("cpu")
 
 

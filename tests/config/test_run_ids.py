@@ -21,10 +21,10 @@ import pytest
 from csu_lib.config import MethodConfig
 from csu_lib.study import grid, run_config
 
-PINNED = json.loads((Path(__file__).parent / "data" / "run_ids.json").read_text())
-BEFORE_ISSUE_13 = json.loads((Path(__file__).parent / "data" / "run_ids_issue12.json").read_text())
-BEFORE_ISSUE_14 = json.loads((Path(__file__).parent / "data" / "run_ids_issue13.json").read_text())
-BEFORE_LR_DECAYS = json.loads((Path(__file__).parent / "data" / "run_ids_issue14.json").read_text())
+PINNED = json.loads((Path(__file__).resolve().parents[1] / "data" / "run_ids.json").read_text())
+BEFORE_ISSUE_13 = json.loads((Path(__file__).resolve().parents[1] / "data" / "run_ids_issue12.json").read_text())
+BEFORE_ISSUE_14 = json.loads((Path(__file__).resolve().parents[1] / "data" / "run_ids_issue13.json").read_text())
+BEFORE_LR_DECAYS = json.loads((Path(__file__).resolve().parents[1] / "data" / "run_ids_issue14.json").read_text())
 
 
 def _computed() -> dict[str, str]:

@@ -1,7 +1,7 @@
 """The figure report `make figures` wrote (figures/index.html, or the one ``$CSU_REPORT`` names)
 in a real browser: every figure on it loads, every section is complete, the plotly figure draws
 (tests/browser.py: check_report). Skipped until `make figures` has run: a fresh clone has no
-report, and the main job takes ~40 minutes (tests/test_real_figures.py checks the report of a
+report, and the main job takes ~40 minutes (tests/interface/test_real_figures.py checks the report of a
 smoke figure set on every run)."""
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import os
 from pathlib import Path
 
 import pytest
-from browser import ROOT, artifact_dir, check_report, require_browser
+from tests.browser import ROOT, artifact_dir, check_report, require_browser
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 

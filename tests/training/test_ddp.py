@@ -30,7 +30,7 @@ from csu_lib.records import is_complete, load_run
 from csu_lib.pipeline import prepare_data
 from csu_lib.training import distributed, train_run
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 #: One-process vs two-process tolerances of the smoke CLI run (per-rank BatchNorm; see the test).
 TOL_MAP = 0.08
 TOL_SIGMA = 0.03

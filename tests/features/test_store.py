@@ -22,7 +22,7 @@ from csu_lib.config import FrontendConfig, TrainConfig
 from csu_lib.core.errors import ConfigError, CsuError
 from csu_lib.features import build as feature_build
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 MELS, FRAMES = 8, 5
 
 

@@ -10,8 +10,8 @@ import re
 
 import pytest
 import yaml
-from browser import artifact_dir, check_report
-from realfolders import BUILDERS, CLASSES
+from tests.browser import artifact_dir, check_report
+from tests.realfolders import BUILDERS, CLASSES
 
 from csu_lib import cli
 from csu_lib import notebook_runner as notebooks

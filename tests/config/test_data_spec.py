@@ -6,7 +6,7 @@ import json
 
 import pytest
 import yaml
-from realfolders import csv_folder, freegen50_folder
+from tests.realfolders import csv_folder, freegen50_folder
 
 from csu_lib import cli
 from csu_lib.config import DataSpec, parse_condition, parse_data_spec

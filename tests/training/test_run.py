@@ -149,7 +149,7 @@ def test_killed_process_resumes_with_same_command(tmp_path):
     (["train", "--profile", "huge"], "unknown profile 'huge'"),
     (["train", "--config", "/nonexistent/run.json"], "/nonexistent/run.json"),
     (["figures", "--only", "no_such_notebook"], "no_such_notebook"),
-    (["sweep", str(Path(__file__).resolve().parents[1] / "studies" / "example.yaml"), "--vectorise", "0", "--runs-dir", "/nonexistent/never-written"],
+    (["sweep", str(Path(__file__).resolve().parents[2] / "studies" / "example.yaml"), "--vectorise", "0", "--runs-dir", "/nonexistent/never-written"],
      "--vectorise must be a positive integer"),
 ])
 def test_cli_bad_arguments_name_the_culprit(argv, culprit, capsys):

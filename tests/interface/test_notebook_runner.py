@@ -12,7 +12,7 @@ import pytest
 from csu_lib import notebook_runner as notebooks
 from csu_lib.core.errors import CsuError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 ALL_NOTEBOOKS = sorted(p.stem for p in (ROOT / "notebooks").glob("*.ipynb"))
 
 #: The figures each notebook must write (PNG + PDF + JSON each).

@@ -12,7 +12,7 @@ from csu_lib.core.errors import ConfigError
 from csu_lib.records import load_runs
 from csu_lib.study import load_study
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _study(tmp_path, text: str) -> Path:

@@ -1,6 +1,6 @@
 """The figure report (csu_lib.report): what each figure says about the runs behind it, the key
 numbers read from its JSON, the manifest of what made it, and index.html built from them.
-The page in a real browser: tests/test_real_figures.py (every image loads)."""
+The page in a real browser: tests/interface/test_real_figures.py (every image loads)."""
 from __future__ import annotations
 
 import html
@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
-from test_notebooks import FIGURES  # noqa: E402
+from tests.interface.test_notebook_runner import FIGURES  # noqa: E402
 
 from csu_lib import plots, report  # noqa: E402
 from csu_lib.notebook_runner import notebook_path  # noqa: E402

@@ -1,4 +1,4 @@
-"""The explorer's dropdowns in Python (no browser; tests/test_browser_lab.py drives them in
+"""The explorer's dropdowns in Python (no browser; tests/interface/test_browser_lab.py drives them in
 JupyterLab): the widget opens at the selection it is given and keeps every value a user picks.
 With ipywidgets 8, setting a Dropdown's options and value together under
 ``hold_trait_notifications`` resets the value to the first option, so the explorer opened at

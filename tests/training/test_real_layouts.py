@@ -5,7 +5,7 @@ import json
 
 import numpy as np
 import pytest
-from test_loaders import esc_root, fg_root  # noqa: F401  (fixtures)
+from tests.data.test_layouts import esc_root, fg_root  # noqa: F401  (fixtures)
 
 from csu_lib.config import CorruptionConfig, DataConfig, LossConfig, RunConfig, TrainConfig
 from csu_lib.core.errors import ConfigError

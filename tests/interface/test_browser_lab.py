@@ -26,9 +26,9 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from browser import artifact_dir, browser_page, require_browser
+from tests.browser import artifact_dir, browser_page, require_browser
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 

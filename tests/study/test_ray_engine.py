@@ -29,7 +29,7 @@ from csu_lib.records import is_complete, load_run
 from csu_lib.study import load_study, run_dir_for
 from csu_lib.training import train_run
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # 3 runs of seconds each: CSU on 50% single-label noise, seeds 0-2
 STUDY = "profile: smoke\nepochs: 2\ndevice: cpu\nconditions: ['san:0.5']\nlosses: [csu]\nseeds: [0, 1, 2]\n"
