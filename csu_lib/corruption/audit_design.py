@@ -1,5 +1,5 @@
 """The class-noise audit design (``CorruptionConfig(profile="audit")``): a corruption built so
-that a per-class unreliability estimate can be tested fairly against the truth (issue 14).
+that a per-class unreliability estimate can be tested fairly against the truth.
 
 - Half the classes (rounded up, drawn by the seed) are *corrupted*; the others are *controls*
   that receive no corruption of any kind: no lost, weakened or moved positive, and no spurious

@@ -46,8 +46,8 @@ PROFILES: dict[str, Profile] = {
     "smoke": Profile("smoke", "smoke", epochs=2, lr=3e-3, batch_size=32, early_stopping_patience=None, seeds=(0,)),
     # every run to a validation plateau at a decayed rate: 5 epochs without a gain divide the rate
     # by 10, twice; the third plateau stops the run (at most 100 epochs; without the decays the
-    # runs stopped while the training loss and CSU's sigma were still falling, issue 14), 3 seeds,
-    # one ratio, four methods and one masking percentage (README: timings)
+    # runs stopped while the training loss and CSU's sigma were still falling), 3 seeds,
+    # one ratio, four methods and one masking percentage (docs/results.md: timings)
     "quick": Profile("quick", "quick", epochs=100, lr=3e-3, batch_size=32, early_stopping_patience=5, lr_decays=2,
                      seeds=(0, 1, 2), backbones=("pooled_cnn",), ratios=(0.5,),
                      methods=("bce", "bce+teacher_mask", "bce+label_correction", "csu"), mask_percents=(5.0,)),

@@ -1,4 +1,4 @@
-"""The class-noise audit (issue 14): the audit corruption design (corrupted classes at several
+"""The class-noise audit: the audit corruption design (corrupted classes at several
 within-class levels beside untouched controls, drawn anew per seed) and the estimators and
 scores of csu_lib.analysis.class_noise_audit, each against an independent computation."""
 from __future__ import annotations

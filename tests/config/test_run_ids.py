@@ -1,16 +1,18 @@
 """Run ids are the hash of a run's configuration: a change to a config dataclass (a field, a
 default, the serialisation) would silently orphan every stored run. ``data/run_ids.json`` pins
-the ids of every profile as they are now; ``data/run_ids_issue12.json`` holds them as computed
-before the library was restructured (issue 12, which left every id unchanged). Issue 13 changed
-three things on purpose, and nothing else may have moved: the quick profile (backbone, epochs,
-early stopping, batch size, seeds), the corruption draw of a corrupted run (it follows the
-training seed: seed 3's ids changed, seed 0's did not), and ``run_config``'s default backbone
-(the profile's first: a paper run without ``model`` is now MobileNetV2). Issue 14 changed one thing:
-CSU learns s by its stationary fit by default (``loss.csu_fit``), so every CSU id moved and nothing
-else did; a CSU run with ``csu_fit="gradient"`` keeps the id it had (``data/run_ids_issue13.json``),
-and so does every config under the fields added since (``HASH_OMIT``). Then the quick profile
-decays its learning rate on a plateau (``train.lr_decays``, epoch cap 100): every quick id moved
-and nothing else (``data/run_ids_issue14.json`` holds the ids before)."""
+the ids of every profile as they are now. Three earlier changes moved ids on purpose, and each
+snapshot before them is kept to show that nothing else moved:
+
+- ``data/run_ids_before_profile_change.json``: before the quick profile changed (backbone,
+  epochs, early stopping, batch size, seeds), the corruption draw of a corrupted run began to
+  follow the training seed (seed 3's ids changed, seed 0's did not), and ``run_config``'s default
+  backbone became the profile's first (a paper run without ``model`` is MobileNetV2);
+- ``data/run_ids_before_stationary_default.json``: before CSU learned s by its stationary fit by
+  default (``loss.csu_fit``): every CSU id moved and nothing else; a CSU run with
+  ``csu_fit="gradient"`` keeps the id it had, and so does every config under the fields added
+  since (``HASH_OMIT``);
+- ``data/run_ids_before_lr_decays.json``: before the quick profile decayed its learning rate on a
+  plateau (``train.lr_decays``, epoch cap 100): every quick id moved and nothing else."""
 from __future__ import annotations
 
 import json
@@ -22,9 +24,9 @@ from csu_lib.config import MethodConfig
 from csu_lib.study import grid, run_config
 
 PINNED = json.loads((Path(__file__).resolve().parents[1] / "data" / "run_ids.json").read_text())
-BEFORE_ISSUE_13 = json.loads((Path(__file__).resolve().parents[1] / "data" / "run_ids_issue12.json").read_text())
-BEFORE_ISSUE_14 = json.loads((Path(__file__).resolve().parents[1] / "data" / "run_ids_issue13.json").read_text())
-BEFORE_LR_DECAYS = json.loads((Path(__file__).resolve().parents[1] / "data" / "run_ids_issue14.json").read_text())
+BEFORE_PROFILE_CHANGE = json.loads((Path(__file__).resolve().parents[1] / "data" / "run_ids_before_profile_change.json").read_text())
+BEFORE_STATIONARY_DEFAULT = json.loads((Path(__file__).resolve().parents[1] / "data" / "run_ids_before_stationary_default.json").read_text())
+BEFORE_LR_DECAYS = json.loads((Path(__file__).resolve().parents[1] / "data" / "run_ids_before_lr_decays.json").read_text())
 
 
 def _computed() -> dict[str, str]:
@@ -52,8 +54,8 @@ def test_run_ids_of_every_profile_are_unchanged():
     assert changed == {}
 
 
-def test_only_the_intended_ids_changed_since_issue_12():
-    changed = {k for k in BEFORE_ISSUE_13 if BEFORE_ISSUE_13[k] != BEFORE_ISSUE_14[k]}
+def test_the_profile_change_moved_only_the_intended_ids():
+    changed = {k for k in BEFORE_PROFILE_CHANGE if BEFORE_PROFILE_CHANGE[k] != BEFORE_STATIONARY_DEFAULT[k]}
     default_model = {"paper|bce+teacher_mask10|san:0.5", "paper|csu|man:0.15 concentrated", "paper|csu|panns32k"}
     for key in changed - default_model:
         parts = key.split("|")
@@ -73,9 +75,9 @@ def test_lr_decays_moved_exactly_the_quick_ids():
     assert changed == {k for k in PINNED if k.startswith("quick|")} and len(changed) == 63
 
 
-def test_issue_14_moved_only_the_csu_ids_and_gradient_keeps_them():
-    changed = {k for k in BEFORE_ISSUE_14 if BEFORE_ISSUE_14[k] != BEFORE_LR_DECAYS[k]}
-    assert changed == {k for k in BEFORE_ISSUE_14 if k.split("|")[1] == "csu"} and len(changed) == 96
+def test_the_stationary_default_moved_only_the_csu_ids_and_gradient_keeps_them():
+    changed = {k for k in BEFORE_STATIONARY_DEFAULT if BEFORE_STATIONARY_DEFAULT[k] != BEFORE_LR_DECAYS[k]}
+    assert changed == {k for k in BEFORE_STATIONARY_DEFAULT if k.split("|")[1] == "csu"} and len(changed) == 96
     from csu_lib.study import run_config
 
     for key in sorted(changed)[:12]:
@@ -86,4 +88,4 @@ def test_issue_14_moved_only_the_csu_ids_and_gradient_keeps_them():
         corruption = None if cond == "none" else {"kind": cond.split(":")[0], "ratio": float(cond.split(":")[1])}
         cfg = run_config(profile, loss="csu", model=parts[3], seed=int(parts[4]), corruption=corruption,
                          loss_options={"csu_fit": "gradient"})
-        assert cfg.run_id == BEFORE_ISSUE_14[key], key
+        assert cfg.run_id == BEFORE_STATIONARY_DEFAULT[key], key

@@ -1,4 +1,4 @@
-"""CSU's sigma read at its stationary point (issue 14): the closed-form optimum of s for a fixed
+"""CSU's sigma read at its stationary point: the closed-form optimum of s for a fixed
 network zeroes the loss's gradient in s (checked with autograd, an independent computation), the
 stationary fit puts every run's s there after each epoch, the record stores the gap, and
 ``model.pt`` pairs the selected weights with the s of the same epoch."""
@@ -151,7 +151,7 @@ def test_model_pt_pairs_the_best_weights_with_the_s_of_the_same_epoch(tmp_path, 
     np.testing.assert_array_equal(s_model, rec.log_sigma2[(best + 1) * steps - 1])
     assert not np.allclose(s_model, rec.log_sigma2[-1])
     np.testing.assert_allclose(rec.final_metrics["reliability"]["log_sigma2"], s_model, rtol=1e-6)
-    # the sigma tables read the same s (they read the log's last step before issue 14)
+    # the sigma tables read the same s (older records read the log's last step)
     np.testing.assert_allclose(final_log_sigma2(rec), s_model, rtol=1e-6)
     table = sigma_table([rec])
     np.testing.assert_allclose(table["log_sigma2"].to_numpy(), s_model, rtol=1e-6)
