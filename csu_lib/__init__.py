@@ -35,10 +35,34 @@ and checks it against this list::
 - ``interface``: the ``csu`` command, papermill execution of the notebooks, the explorer widget.
 
 Models, losses, datasets and methods register themselves by name when their package is
-imported; importing :mod:`csu_lib` imports them (below), so every registry is full before a
-configuration is checked.
+imported. Importing :mod:`csu_lib` is light (no PyTorch, pandas or SciPy, so that ``csu --help``
+answers at once): it installs :func:`_register_everything` as the loader of
+:mod:`csu_lib.core.registry`, and the first read of any registry imports the registering packages
+once, so every registry is full before a configuration is checked. ``csu_lib.data`` and the
+other stages are still reachable as attributes of the package (imported on first access).
 """
-from .core import __version__
-from . import data, losses, models, training  # noqa: F401,I001  (registration: datasets, losses, models, methods)
+import importlib
+
+from .core import __version__, registry
 
 __all__ = ["__version__"]
+
+
+def _register_everything() -> None:
+    """Import every registering package (the loader of the registries: called on their first read)."""
+    from . import data, losses, models, training  # noqa: F401  (registration: datasets, losses, models, methods)
+
+
+registry.set_loader(_register_everything)
+
+
+def __getattr__(name: str):
+    """``csu_lib.data`` etc. without an explicit import (as when importing csu_lib imported them)."""
+    if name.startswith("_"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    try:
+        return importlib.import_module(f"{__name__}.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name != f"{__name__}.{name}":
+            raise
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
