@@ -17,7 +17,7 @@ import pytest
 from csu_lib.core import registry
 from csu_lib.core.errors import ConfigError
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("torch", "pandas", "scipy", "matplotlib", "papermill")
 
 
