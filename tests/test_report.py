@@ -19,6 +19,7 @@ import pytest  # noqa: E402
 from test_notebooks import FIGURES  # noqa: E402
 
 from csu_lib import plots, report  # noqa: E402
+from csu_lib.report import figure_files  # noqa: E402
 from csu_lib.notebook_runner import notebook_path  # noqa: E402
 from csu_lib.report.catalog import key_numbers  # noqa: E402
 from csu_lib.study import run_config  # noqa: E402
@@ -35,15 +36,15 @@ def test_the_catalog_describes_every_figure_of_every_notebook():
 def test_runs_behind_counts_runs_once_from_configs_records_or_a_table():
     configs = [run_config("smoke", loss=loss, seed=seed, device="cpu") for loss in ("bce", "csu") for seed in (0, 1)]
     expected = {"n_runs": 4, "seeds": [0, 1], "run_ids": sorted(c.run_id for c in configs)}
-    assert plots.runs_behind(configs + configs[:1]) == expected  # a repeated run counts once
+    assert figure_files.runs_behind(configs + configs[:1]) == expected  # a repeated run counts once
 
     class Record:  # what run_all returns: records with a config
         def __init__(self, config):
             self.config = config
-    assert plots.runs_behind([Record(c) for c in configs]) == expected
+    assert figure_files.runs_behind([Record(c) for c in configs]) == expected
     table = pd.DataFrame({"run_id": [c.run_id for c in configs], "train.seed": [c.train.seed for c in configs]})
-    assert plots.runs_behind(table) == expected
-    assert plots.runs_behind([]) == {"n_runs": 0, "seeds": [], "run_ids": []}
+    assert figure_files.runs_behind(table) == expected
+    assert figure_files.runs_behind([]) == {"n_runs": 0, "seeds": [], "run_ids": []}
 
 
 def _degradation_numbers():
@@ -71,9 +72,9 @@ def test_key_numbers_are_the_stored_means_and_intervals():
 def _write_figure(fig_dir, name, numbers, runs):
     fig, ax = plt.subplots(figsize=(3, 2))
     ax.plot([0, 1], [0, 1])
-    plots.save_figure(fig, name, fig_dir)
+    figure_files.save_figure(fig, name, fig_dir)
     plt.close(fig)
-    plots.save_numbers(name, numbers, fig_dir, runs=runs)
+    figure_files.save_numbers(name, numbers, fig_dir, runs=runs)
 
 
 def test_the_report_names_runs_numbers_and_the_notebook_of_every_figure(tmp_path):
@@ -85,7 +86,7 @@ def test_the_report_names_runs_numbers_and_the_notebook_of_every_figure(tmp_path
                            environment=report.environment("smoke"))
     _write_figure(tmp_path, "my_extra_figure", {"x": 1}, None)  # made by hand, outside the catalog
     grid = np.linspace(-1, 1, 5)
-    plots.save_plotly(plots.plotly_landscape_2d(grid, grid, np.add.outer(grid ** 2, grid ** 2), title="t"),
+    figure_files.save_plotly(plots.plotly_landscape_2d(grid, grid, np.add.outer(grid ** 2, grid ** 2), title="t"),
                       "degradation", tmp_path)
     page = report.write_report(tmp_path).read_text()
 

@@ -26,6 +26,7 @@ from csu_lib.core import stats as ST
 from csu_lib.corruption import CorruptionResult
 from csu_lib.losses import BCELoss, CSULoss
 from csu_lib.records import RunRecord, write_corruption
+from csu_lib.report import figure_files
 
 # ---------------------------------------------------------------------------------------------
 # Score plane
@@ -356,7 +357,7 @@ def test_plot_landscapes_and_plotly(tmp_path):
     fig = plots.plotly_landscape_2d(alphas, betas, surface, title="x")
     assert fig.data[0].type == "surface"
     assert np.asarray(fig.data[0].z).shape == (4, 5)  # rows = beta
-    path = plots.save_plotly(fig, "land", tmp_path)
+    path = figure_files.save_plotly(fig, "land", tmp_path)
     html = path.read_text()
     assert path.name == "land.html" and len(html) > 1_000_000  # plotly.js embedded: works offline
     assert 'src="https://cdn.plot.ly' not in html

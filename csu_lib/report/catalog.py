@@ -2,7 +2,7 @@
 
 :data:`CATALOG` maps a figure name (the stem of its files in ``figures/``) to the notebook that
 makes it, a title and a one-sentence reading; :func:`key_numbers` reads the few numbers a reader
-looks for first from the figure's JSON (the plotted numbers, written by ``plots.save_numbers``).
+looks for first from the figure's JSON (the plotted numbers, written by ``report.figure_files.save_numbers``).
 Nothing here computes a statistic: intervals and means are the ones the notebooks stored.
 """
 from __future__ import annotations
