@@ -19,7 +19,7 @@ import pytest  # noqa: E402
 from test_notebooks import FIGURES  # noqa: E402
 
 from csu_lib import plots, report  # noqa: E402
-from csu_lib.report import figure_files  # noqa: E402
+from csu_lib.report import figure_files, figure_numbers  # noqa: E402
 from csu_lib.notebook_runner import notebook_path  # noqa: E402
 from csu_lib.report.catalog import key_numbers  # noqa: E402
 from csu_lib.study import run_config  # noqa: E402
@@ -132,12 +132,46 @@ def test_report_only_needs_no_training(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("name", sorted(FIGURES))
-def test_committed_notebooks_record_the_runs_behind_each_figure(name):
-    """Every save_numbers call of the notebooks passes runs= (an empty list where nothing is trained)."""
+def test_committed_notebooks_write_each_figure_json_with_its_function(name):
+    """Every figure JSON a notebook writes is laid out by its function in report.figure_numbers
+    (which records the runs behind it): no JSON dict is built in a notebook cell."""
     nb = json.loads(notebook_path(name).read_text())
     source = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
-    calls = source.count("save_numbers(")
-    assert calls >= 1 and len(re.findall(r"runs=", source)) >= calls
+    saved = re.findall(r'save_numbers\("(\w+)",\s+(\w+)', source)
+    assert len(saved) == source.count("save_numbers(") >= 1
+    for figure, numbers in saved:
+        assert figure in FIGURES[name]
+        built = f"figure_numbers.{figure_numbers.FIGURE_NUMBERS[figure].__name__}("
+        assert numbers == "figure_numbers" or f"{numbers} = {built}" in source, (figure, numbers)
+        assert built in source
+
+
+def test_every_figure_has_its_json_function_and_its_reader():
+    from csu_lib.report.catalog import _READERS
+
+    assert set(figure_numbers.FIGURE_NUMBERS) == set(report.CATALOG) == set(_READERS)
+
+
+def test_a_figure_function_writes_what_the_catalog_reads(tmp_path):
+    """The JSON of a figure's function, written and read back, gives the catalog's key numbers;
+    runs_behind is its last key (the file sorts the keys)."""
+    configs = [run_config("smoke", loss=loss, seed=seed, device="cpu") for loss in ("bce", "csu") for seed in (0, 1)]
+    js = _degradation_numbers()
+    numbers = figure_numbers.degradation_numbers(
+        profile="smoke", metric=js["metric"], kinds=["san"], ratios=[0.0, 0.5], models=["pooled_cnn"],
+        losses=["bce", "csu"], table=pd.DataFrame(js["table"]), paired=pd.DataFrame(js["paired_difference"]),
+        convergence=pd.DataFrame(js["convergence"]), configs=configs)
+    assert list(numbers)[-1] == "runs_behind" and numbers["runs_behind"] == figure_files.runs_behind(configs)
+    figure_files.save_numbers("degradation", numbers, tmp_path)
+    stored = json.loads((tmp_path / "degradation.json").read_text())
+    assert set(stored) == set(numbers)
+    assert key_numbers("degradation", stored) == key_numbers("degradation", js)
+    truth = pd.DataFrame([{"estimator": e, "kind": "san", "n_runs": 2, "auroc": 0.75, "auroc_lo": 0.5, "auroc_hi": 1.0,
+                           "partial_spearman": 0.4} for e in ("sigma", "sigma_normalised", "s_plus")])
+    numbers = figure_numbers.sigma_vs_truth_numbers(profile="smoke", audit_ratio=0.5, kinds=["san"], summary=truth,
+                                                    scores=truth, stationarity=truth.head(0), runs=configs)
+    assert [r["estimator"] for r in numbers["summary"]] == list(figure_numbers.TRUTH_ESTIMATORS)
+    assert len(key_numbers("sigma_vs_truth", numbers)) == 2
 
 
 def test_the_gallery_scales_every_image_below_the_limit(tmp_path):

@@ -2,7 +2,8 @@
 :mod:`csu_lib.analysis`) and draws onto matplotlib axes (or a plotly figure); nothing here trains,
 probes or computes an analysis.
 
-- :mod:`.style`: the palette and style (writing the figure files is :mod:`csu_lib.report.figure_files`);
+- :mod:`.style`: the palette and style (writing the figure files is
+  :mod:`csu_lib.report.figure_files`; a figure's JSON, :mod:`csu_lib.report.figure_numbers`);
 - :mod:`.corruption`, :mod:`.sigma`, :mod:`.planes` (score plane, landscapes, geometry),
   :mod:`.results` (degradation, relative change, class precision, method comparison) and
   :mod:`.runs` (one run's curves, the explorer), :mod:`.class_noise_audit` (the class-noise audit).
