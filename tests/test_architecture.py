@@ -275,3 +275,58 @@ def test_one_implementation_of_each_training_piece(pattern, owner):
     where = [module for module, (_, source) in MODULES.items()
              if module.startswith("csu_lib.training") and re.search(pattern, _without_docstrings(source))]
     assert where == [owner]
+
+
+#: Calls that compute a statistic (means, spreads, quantiles, intervals, bootstraps, densities,
+#: rankings, top-k): csu_lib.analysis computes them, a figure module only draws the numbers.
+STATISTIC_CALLS = {"mean", "nanmean", "median", "nanmedian", "std", "nanstd", "var", "nanvar", "sem", "average",
+                   "percentile", "nanpercentile", "quantile", "nanquantile", "histogram", "histogram2d", "bincount",
+                   "describe", "agg", "aggregate", "corr", "corrcoef", "cov", "mean_ci", "bootstrap", "bootstrap_ci",
+                   "gaussian_kde", "sigma_kde", "rank_agreement", "spearmanr", "pearsonr", "rankdata", "rank",
+                   "argsort", "argpartition", "top_k", "nlargest", "nsmallest"}
+#: Modules a figure module may not import from: statistics (the analysis layer's constants are allowed).
+STATISTIC_MODULES = ("csu_lib.core.stats", "scipy", "statsmodels", "sklearn")
+
+
+def statistics_in_figures(mods: dict[str, tuple[Path, str]]) -> list[str]:
+    """Every statistic a ``csu_lib.plots`` module computes: a call of :data:`STATISTIC_CALLS`
+    (``np.mean(...)``, ``values.mean()``, ``mean_ci(...)``), an import from
+    :data:`STATISTIC_MODULES`, or a function imported from ``csu_lib.analysis`` (constants, in
+    capitals, are allowed)."""
+    out = []
+    for module, (path, source) in mods.items():
+        if not (module == "csu_lib.plots" or module.startswith("csu_lib.plots.")):
+            continue
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.Call):
+                func = node.func
+                name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+                if name in STATISTIC_CALLS:
+                    out.append(f"{module}:{node.lineno} calls {name}")
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                target = resolve(module, path.name == "__init__.py", node) if isinstance(node, ast.ImportFrom) else ""
+                names = [a.name for a in node.names]
+                for full in ([target] if target else []) + ([] if target else names):
+                    if any(full == m or full.startswith(m + ".") for m in STATISTIC_MODULES):
+                        out.append(f"{module}:{node.lineno} imports {full}")
+                if target.startswith("csu_lib.analysis") and any(not n.isupper() for n in names):
+                    out.append(f"{module}:{node.lineno} imports {[n for n in names if not n.isupper()]} from {target}")
+    return out
+
+
+def test_figure_modules_draw_only_and_compute_no_statistic():
+    """csu_lib.plots draws numbers computed by csu_lib.analysis: no mean, interval, bootstrap,
+    density, ranking or top-k in a figure module; and the check catches each kind of offence."""
+    assert statistics_in_figures(MODULES) == []
+    path, source = MODULES["csu_lib.plots.planes"]
+    planted = {
+        "values.mean(axis=0)": "calls mean", "np.nanmean(values)": "calls nanmean",
+        "np.percentile(values, 95)": "calls percentile", "mean_ci(values)": "calls mean_ci",
+        "gaussian_kde(values)(grid)": "calls gaussian_kde", "order = np.argsort(-sigma)": "calls argsort",
+        "from ..core.stats import top_k": "imports csu_lib.core.stats", "from scipy import stats": "imports scipy",
+        "import scipy.stats": "imports scipy.stats",
+        "from ..analysis.sigma_stats import sigma_vs_truth": "from csu_lib.analysis.sigma_stats",
+    }
+    for snippet, reported in planted.items():
+        found = statistics_in_figures({"csu_lib.plots.planes": (path, source + "\n" + snippet + "\n")})
+        assert len(found) == 1 and reported in found[0], (snippet, found)

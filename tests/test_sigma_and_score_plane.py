@@ -18,6 +18,7 @@ import torch
 from scipy import stats
 
 from csu_lib import plots
+from csu_lib.analysis import figure_stats as FS
 from csu_lib.analysis import score_plane as SP
 from csu_lib.analysis import sigma as S
 from csu_lib.analysis import sigma_stats as SS
@@ -26,6 +27,7 @@ from csu_lib.core import stats as ST
 from csu_lib.corruption import CorruptionResult
 from csu_lib.losses import BCELoss, CSULoss
 from csu_lib.records import RunRecord, write_corruption
+from csu_lib.report import figure_files
 
 # ---------------------------------------------------------------------------------------------
 # Score plane
@@ -317,7 +319,9 @@ def test_plot_sigma_kde_and_vs_truth(fake_runs):
     assert len(ax2.lines) == 1
 
     res = SS.sigma_vs_truth(SIGMA, RATE, k=3, n_boot=100)
-    ax = plots.plot_sigma_vs_truth(SIGMA, RATE, res, label="san 50%")
+    top = FS.top_sigma_classes(SIGMA, RATE, res["k"])
+    np.testing.assert_array_equal(top, ST.top_k(SIGMA, 3))
+    ax = plots.plot_sigma_vs_truth(SIGMA, RATE, res, label="san 50%", top=top)
     assert len(ax.collections) == 2  # the classes and the top-k rings
     assert len(ax.collections[0].get_offsets()) == 10 and len(ax.collections[1].get_offsets()) == 3
     legend = ax.get_legend().get_texts()[0].get_text()
@@ -347,8 +351,14 @@ def test_plot_landscapes_and_plotly(tmp_path):
     from matplotlib.contour import ContourSet
 
     alphas, betas = np.linspace(-1, 1, 5), np.linspace(-1, 1, 4)
-    ax = plots.plot_landscape_1d(alphas, {"bce": alphas ** 2, "csu": np.vstack([alphas ** 2, 2 * alphas ** 2])})
+    curves = {"bce": alphas ** 2, "csu": np.vstack([alphas ** 2, 2 * alphas ** 2])}
+    means = FS.mean_curves(curves)
+    assert list(means) == ["csu"] and np.allclose(means["csu"], 1.5 * alphas ** 2)
+    ax = plots.plot_landscape_1d(alphas, curves, means=means)
     assert len(ax.lines) == 1 + 2 + 1 + 1  # bce, two csu directions + their mean, the alpha=0 line
+    assert np.allclose(ax.lines[3].get_ydata(), 1.5 * alphas ** 2)
+    with pytest.raises(ValueError, match="means"):  # the plot does not average: it is given the mean
+        plots.plot_landscape_1d(alphas, curves)
     surface = 1 + np.add.outer(alphas ** 2, 2 * betas ** 2)
     ax = plots.plot_landscape_2d(alphas, betas, surface, log=True)
     assert any(isinstance(c, ContourSet) for c in ax.collections)
@@ -356,7 +366,7 @@ def test_plot_landscapes_and_plotly(tmp_path):
     fig = plots.plotly_landscape_2d(alphas, betas, surface, title="x")
     assert fig.data[0].type == "surface"
     assert np.asarray(fig.data[0].z).shape == (4, 5)  # rows = beta
-    path = plots.save_plotly(fig, "land", tmp_path)
+    path = figure_files.save_plotly(fig, "land", tmp_path)
     html = path.read_text()
     assert path.name == "land.html" and len(html) > 1_000_000  # plotly.js embedded: works offline
     assert 'src="https://cdn.plot.ly' not in html
@@ -366,13 +376,17 @@ def test_plot_geometry_summary():
     def summ(v):
         return {"top_eigenvalue": v, "hessian_trace": 10 * v, "epsilon_sharpness": v / 10, "mean_loss_rise": v / 5}
 
-    axes = plots.plot_geometry_summary({"bce": summ(2.0), "csu": summ(1.0)})
+    axes = plots.plot_geometry_summary(FS.geometry_bars({"bce": summ(2.0), "csu": summ(1.0)}))
     assert len(axes) == 4
     assert all(len(ax.patches) == 2 for ax in axes)
     assert axes[0].patches[0].get_height() == pytest.approx(2.0)
     nested = {"san 50%": {"bce": [summ(2.0), summ(3.0)], "csu": [summ(1.0), summ(1.5)]},
               "man 50%": {"bce": [summ(4.0), summ(4.5)], "csu": [summ(2.0), summ(2.5)]}}
-    axes = plots.plot_geometry_summary(nested, statistics=["top_eigenvalue", "hessian_trace"])
+    bars = FS.geometry_bars(nested, statistics=["top_eigenvalue", "hessian_trace"])
+    row = bars[(bars["statistic"] == "top_eigenvalue") & (bars["condition"] == "san 50%") & (bars["method"] == "bce")]
+    m, lo, hi = ST.mean_ci(np.array([2.0, 3.0]))
+    assert row[["mean", "lo", "hi", "n"]].to_numpy().tolist() == [[float(m), float(lo), float(hi), 2]]
+    axes = plots.plot_geometry_summary(bars)
     assert len(axes) == 2 and len(axes[0].patches) == 4
     assert axes[0].patches[0].get_height() == pytest.approx(2.5)  # bce, san: mean of 2 and 3
     assert len(axes[0].lines) > 0  # error bars (two runs)

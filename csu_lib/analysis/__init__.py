@@ -7,5 +7,8 @@
   :mod:`.landscape_probe` (cached probes of runs): parameter-space geometry;
 - :mod:`.results`: tables across runs (mean and CI over seeds, degradation, relative change,
   class-wise precision, ``csu report``); :mod:`.comparison`: the method comparison;
-- :mod:`.explorer`: the numbers behind the interactive explorer.
+- :mod:`.explorer`: the numbers behind the interactive explorer;
+- :mod:`.figure_stats`: the rest of what a figure shows (geometry bars with their CIs, mean
+  landscape curves, the top-sigma classes, the class-precision order and means, histograms), so
+  that :mod:`csu_lib.plots` only draws.
 """

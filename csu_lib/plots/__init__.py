@@ -2,8 +2,8 @@
 :mod:`csu_lib.analysis`) and draws onto matplotlib axes (or a plotly figure); nothing here trains,
 probes or computes an analysis.
 
-- :mod:`.style`: the palette and style, :func:`save_figure` (PNG + PDF), :func:`save_numbers`
-  (the plotted numbers as JSON), :func:`save_plotly` (interactive HTML);
+- :mod:`.style`: the palette and style (writing the figure files is
+  :mod:`csu_lib.report.figure_files`; a figure's JSON, :mod:`csu_lib.report.figure_numbers`);
 - :mod:`.corruption`, :mod:`.sigma`, :mod:`.planes` (score plane, landscapes, geometry),
   :mod:`.results` (degradation, relative change, class precision, method comparison) and
   :mod:`.runs` (one run's curves, the explorer), :mod:`.class_noise_audit` (the class-noise audit).
@@ -16,11 +16,11 @@ from .results import (plot_class_precision, plot_degradation, plot_mask_sweep, p
                       plot_relative_change)
 from .runs import plot_class_sigma, plot_explorer, plot_history, plot_logmel
 from .sigma import plot_multiplier_trajectories, plot_sigma_kde, plot_sigma_vs_truth
-from .style import PALETTE, runs_behind, save_figure, save_numbers, save_plotly, use_style
+from .style import PALETTE, use_style
 
 __all__ = ["CLIP_STYLE", "plot_auroc_by_level", "plot_estimator_comparison", "GEOMETRY_STATISTICS", "PALETTE", "plot_class_precision", "plot_class_rates",
            "plot_class_sigma", "plot_degradation", "plot_explorer", "plot_geometry_summary", "plot_history",
            "plot_label_counts", "plot_landscape_1d", "plot_landscape_2d", "plot_logmel", "plot_mask_sweep",
            "plot_method_comparison", "plot_multiplier_trajectories", "plot_relative_change", "plot_score_plane",
            "plot_sigma_kde", "plot_sigma_vs_truth", "plot_soft_values", "plot_transition_matrix",
-           "plotly_landscape_2d", "runs_behind", "save_figure", "save_numbers", "save_plotly", "use_style"]
+           "plotly_landscape_2d", "use_style"]

@@ -9,19 +9,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from ..core.stats import mean_ci
+from ..analysis.figure_stats import GEOMETRY_STATISTICS
 from .style import finish, label_colour, surface_inputs
 
 #: Marker styles of the training clips on a score plane.
 CLIP_STYLE = {"clean": dict(marker="o", s=14, facecolors="white", edgecolors="k", linewidths=0.6),
               "corrupted": dict(marker="X", s=26, color="#d62728", edgecolors="white", linewidths=0.4)}
-
-
-#: The statistics of :func:`csu_lib.analysis.geometry.geometry_summary`, with their axis labels.
-GEOMETRY_STATISTICS = {"top_eigenvalue": r"top Hessian eigenvalue $\lambda_{max}$",
-                       "hessian_trace": "Hessian trace (Hutchinson)",
-                       "epsilon_sharpness": r"$\epsilon$-sharpness (loss rise)",
-                       "mean_loss_rise": "mean loss rise (random dirs)"}
 
 
 def plot_score_plane(surface, grid_a, grid_b, clips_df: Optional[pd.DataFrame] = None,
@@ -62,13 +55,14 @@ def plot_score_plane(surface, grid_a, grid_b, clips_df: Optional[pd.DataFrame] =
     return ax
 
 
-def plot_landscape_1d(alphas, curves, ax: plt.Axes | None = None, *, title: str | None = None,
-                      xlabel: str = r"step $\alpha$ along a filter-normalised direction",
+def plot_landscape_1d(alphas, curves, ax: plt.Axes | None = None, *, means: Optional[dict] = None,
+                      title: str | None = None, xlabel: str = r"step $\alpha$ along a filter-normalised direction",
                       ylabel: str = "loss") -> plt.Axes:
     """1-D loss curves L(theta + alpha d).
 
     ``curves``: an array (one curve), or ``{label: array}``; an array of shape (n_dirs, A) is
-    drawn as thin lines (one per direction) with their mean in bold. Colours: PALETTE by the
+    drawn as thin lines (one per direction) with its mean, ``means[label]``
+    (:func:`csu_lib.analysis.figure_stats.mean_curves`), in bold. Colours: PALETTE by the
     label's first word (``bce``, ``csu``, ``san`` ...).
     """
     if ax is None:
@@ -80,9 +74,13 @@ def plot_landscape_1d(alphas, curves, ax: plt.Axes | None = None, *, title: str 
         values = np.asarray(values, dtype=float)
         colour = label_colour(label, i)
         if values.ndim == 2:
+            if means is None or label not in means:
+                raise ValueError(f"curves[{label!r}] holds several directions: pass their mean as means[{label!r}] "
+                                 "(csu_lib.analysis.figure_stats.mean_curves)")
             for row in values:
                 ax.plot(alphas, row, color=colour, lw=0.6, alpha=0.35)
-            ax.plot(alphas, values.mean(axis=0), color=colour, lw=2.0, label=f"{label} (mean of {len(values)})")
+            ax.plot(alphas, np.asarray(means[label], dtype=float), color=colour, lw=2.0,
+                    label=f"{label} (mean of {len(values)})")
         else:
             ax.plot(alphas, values, color=colour, lw=1.8, label=str(label))
     ax.axvline(0.0, color="0.5", lw=0.7, ls=":")
@@ -128,64 +126,31 @@ def plotly_landscape_2d(alphas, betas, surface, *, title: str | None = None, zla
     return fig
 
 
-def _geometry_rows(summaries) -> pd.DataFrame:
-    """Tidy rows (condition, method, statistics...) from the accepted inputs of
-    :func:`plot_geometry_summary`."""
-    if isinstance(summaries, pd.DataFrame):
-        df = summaries.copy()
-        if "condition" not in df.columns:
-            df["condition"] = ""
-        return df
-    rows = []
-
-    def add(condition, method, value):
-        for s in (value if isinstance(value, (list, tuple)) else [value]):
-            rows.append({"condition": condition, "method": method, **{k: s[k] for k in GEOMETRY_STATISTICS if k in s}})
-
-    for key, value in summaries.items():
-        first = value[0] if isinstance(value, (list, tuple)) and value else value
-        if isinstance(first, dict) and not any(k in first for k in GEOMETRY_STATISTICS):
-            for method, v in value.items():  # {condition: {method: summary(s)}}
-                add(str(key), str(method), v)
-        else:
-            add("", str(key), value)  # {method: summary(s)}
-    return pd.DataFrame(rows)
-
-
-def plot_geometry_summary(summaries, axes: Sequence[plt.Axes] | None = None, *,
-                          statistics: Sequence[str] = tuple(GEOMETRY_STATISTICS), title: str | None = None):
+def plot_geometry_summary(bars: pd.DataFrame, axes: Sequence[plt.Axes] | None = None, *,
+                          title: str | None = None):
     """Bars of the parameter-space geometry statistics, BCE vs CSU (the CSU paper's Fig. 6).
 
-    ``summaries``: ``{method: summary or [summaries]}``, ``{condition: {method: ...}}`` (a
-    summary is the dict of :func:`csu_lib.analysis.geometry.geometry_summary`), or a DataFrame with
-    columns ``method``, optional ``condition``, and one column per statistic (one row per run).
-    One panel per statistic (their scales differ); conditions along x, one bar per method
-    (PALETTE colours), the mean over runs with a Student-t 95% CI when there are several.
-    Returns the array of axes.
+    ``bars``: :func:`csu_lib.analysis.figure_stats.geometry_bars` (one row per statistic,
+    condition and method: ``mean``, ``lo``, ``hi``, ``n``). One panel per statistic (their
+    scales differ); conditions along x, one bar per method (PALETTE colours), the mean over runs
+    with its 95% CI as error bars when a bar has several runs. Returns the array of axes.
     """
-    df = _geometry_rows(summaries)
-    statistics = [s for s in statistics if s in df.columns]
+    statistics = list(dict.fromkeys(bars["statistic"]))
     if axes is None:
         _, axes = plt.subplots(1, len(statistics), figsize=(3.0 * len(statistics), 3.2), squeeze=False)
         axes = axes[0]
     axes = np.atleast_1d(np.asarray(axes, dtype=object))
-    conditions = list(dict.fromkeys(df["condition"]))
-    methods = list(dict.fromkeys(df["method"]))
+    conditions = list(dict.fromkeys(bars["condition"]))
+    methods = list(dict.fromkeys(bars["method"]))
     width = 0.8 / max(len(methods), 1)
     x = np.arange(len(conditions))
     for ax, stat in zip(axes, statistics):
         for j, method in enumerate(methods):
-            means, errs, n_max = [], [[], []], 0
-            for cond in conditions:
-                v = df.loc[(df["condition"] == cond) & (df["method"] == method), stat].to_numpy(dtype=float)
-                v = v[np.isfinite(v)]
-                n_max = max(n_max, v.size)
-                m, lo, hi = mean_ci(v) if v.size else (np.nan, np.nan, np.nan)
-                means.append(float(m))
-                errs[0].append(float(m - lo))
-                errs[1].append(float(hi - m))
-            ax.bar(x - 0.4 + (j + 0.5) * width, means, width, color=label_colour(method, j), lw=0,
-                   yerr=np.asarray(errs) if n_max > 1 else None, capsize=3, label=str(method).upper())
+            rows = bars[(bars["statistic"] == stat) & (bars["method"] == method)].set_index("condition").loc[conditions]
+            means = rows["mean"].to_numpy(dtype=float)
+            errs = [means - rows["lo"].to_numpy(dtype=float), rows["hi"].to_numpy(dtype=float) - means]
+            ax.bar(x - 0.4 + (j + 0.5) * width, list(means), width, color=label_colour(method, j), lw=0,
+                   yerr=np.asarray(errs) if rows["n"].max() > 1 else None, capsize=3, label=str(method).upper())
         ax.set_xticks(x, [c if c else "" for c in conditions])
         plt.setp(ax.get_xticklabels(), rotation=30, ha="right", rotation_mode="anchor")
         ax.set_title(GEOMETRY_STATISTICS.get(stat, stat), fontsize=9)

@@ -4,13 +4,14 @@ teacher-masking sweep; tables from :mod:`csu_lib.analysis.results` and
 :mod:`csu_lib.analysis.comparison`, mean and 95% CI over seeds."""
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 from .style import LINESTYLES, PALETTE, finish, method_colour
+
 
 def plot_method_comparison(table: pd.DataFrame, ax: plt.Axes | None = None, *, key: str = "method",
                            reference: str | None = "bce", xlabel: str | None = None,
@@ -135,21 +136,25 @@ def plot_relative_change(table: pd.DataFrame, ax: plt.Axes | None = None, *, tit
     return finish(ax, "", f"change vs clean training at {ratio:.0%} (%)", title)
 
 
-def plot_class_precision(table: pd.DataFrame, columns: Sequence[str], ax: plt.Axes | None = None, *,
-                         sort_by: str | None = None, title: str | None = None, threshold: float = 0.5) -> plt.Axes:
+def plot_class_precision(table: pd.DataFrame, columns: Sequence[str], coverage: Mapping[str, tuple[float, int]],
+                         ax: plt.Axes | None = None, *, sort_by: str | None = None, title: str | None = None,
+                         threshold: float = 0.5) -> plt.Axes:
     """Class-wise precision at ``threshold`` (the spirit of the CSU paper's Fig. 9): one marker
-    per class and column (e.g. ``bce``, ``csu``), classes sorted by ``sort_by`` (a column,
-    descending) or kept in class order (``None``). A class never predicted positive has no
-    precision: it is a gap. ``table``: :func:`csu_lib.analysis.results.class_precision_table`."""
-    df = table.sort_values(sort_by, ascending=False, na_position="last") if sort_by else table
+    per class and column (e.g. ``bce``, ``csu``), classes in the order of ``table``. A class never
+    predicted positive has no precision: it is a gap. ``table`` and ``coverage`` (per column: the
+    mean precision over the classes with one, and how many) are
+    :func:`csu_lib.analysis.figure_stats.class_precision_view` of
+    :func:`csu_lib.analysis.results.class_precision_table`; ``sort_by`` names the column the
+    view sorted by (None: class order), for the axis label."""
+    df = table
     if ax is None:
         _, ax = plt.subplots(figsize=(min(16.0, max(6.0, 0.16 * len(df))), 3.6))
     x = np.arange(len(df))
     for j, column in enumerate(columns):
         values = df[column].to_numpy(dtype=float)
-        n = int(np.isfinite(values).sum())
+        mean, n = coverage[column]
         ax.plot(x, values, "o-", ms=3.5, lw=0.9, color=PALETTE.get(str(column), f"C{j}"),
-                label=f"{str(column).upper()} (mean {np.nanmean(values):.3f} over its {n} classes with a precision)"
+                label=f"{str(column).upper()} (mean {mean:.3f} over its {n} classes with a precision)"
                 if n else f"{str(column).upper()} (no class predicted positive)")
     ax.set_xticks(x, df["class"], rotation=90, fontsize=6 if len(df) > 30 else 8)
     ax.set_ylim(-0.02, 1.02)

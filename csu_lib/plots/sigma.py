@@ -2,14 +2,14 @@
 across classes (Fig. 8) and sigma against the true per-class corruption."""
 from __future__ import annotations
 
-from typing import Mapping, Optional
+from typing import Mapping, Optional, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from ..core.stats import rank_agreement, top_k
 from .style import LINESTYLES, PALETTE, finish, label_colour
+
 
 def plot_multiplier_trajectories(curves: Mapping[str, pd.DataFrame], ax: plt.Axes | None = None,
                                  *, title: str | None = None) -> plt.Axes:
@@ -83,23 +83,21 @@ def plot_sigma_kde(densities, ax: plt.Axes | None = None, *, title: str | None =
     return ax
 
 
-def plot_sigma_vs_truth(sigma, true_rate, result: Optional[dict] = None, ax: plt.Axes | None = None, *,
-                        label: str = "classes", colour: str | None = None, highlight_top_k: bool = True,
+def plot_sigma_vs_truth(sigma, true_rate, result: dict, ax: plt.Axes | None = None, *,
+                        label: str = "classes", colour: str | None = None, top: Optional[Sequence[int]] = None,
                         xlabel: str = "true class corruption rate", ylabel: str = r"learned $\sigma_c$",
                         title: str | None = None, interval: str = "CI") -> plt.Axes:
     """Learned sigma against the true per-class corruption rate, one point per class (and run).
 
-    ``result``: :func:`csu_lib.analysis.sigma_stats.sigma_vs_truth` of the same numbers (computed
-    here when None), or a setting's row of ``sigma_vs_truth_table(per="setting")`` renamed to the
-    same keys (``rho``, ``ci_lo``, ``ci_hi``, ``k``, ``precision_at_k``, ``n_runs``); the legend
-    gives Spearman rho with its interval (named by ``interval``, e.g. "bootstrap CI" or "CI over
-    runs"), the runs behind it and, when there, precision@k (with ``highlight_top_k`` the top-k
-    sigma classes of one run are ringed).
+    ``result``: :func:`csu_lib.analysis.sigma_stats.sigma_vs_truth` of the same numbers, or a
+    setting's row of ``sigma_vs_truth_table(per="setting")`` renamed to the same keys (``rho``,
+    ``ci_lo``, ``ci_hi``, ``k``, ``precision_at_k``, ``n_runs``); the legend gives Spearman rho
+    with its interval (named by ``interval``, e.g. "bootstrap CI" or "CI over runs"), the runs
+    behind it and, when there, precision@k. ``top``: indices of the points to ring, e.g. the top-k
+    sigma classes of one run (:func:`csu_lib.analysis.figure_stats.top_sigma_classes`).
     """
     sigma = np.asarray(sigma, dtype=float).ravel()
     true_rate = np.asarray(true_rate, dtype=float).ravel()
-    if result is None:
-        result = rank_agreement(sigma, true_rate)
     if ax is None:
         _, ax = plt.subplots(figsize=(4.6, 3.6))
     colour = colour or label_colour(label)
@@ -110,9 +108,8 @@ def plot_sigma_vs_truth(sigma, true_rate, result: Optional[dict] = None, ax: plt
     if result.get("n_runs"):
         text += f" (n={int(result['n_runs'])} runs)"
     ax.scatter(true_rate, sigma, s=22, color=colour, alpha=0.8, lw=0, label=text)
-    if highlight_top_k and result.get("k"):
-        keep = np.isfinite(sigma) & np.isfinite(true_rate)
-        idx = np.flatnonzero(keep)[top_k(sigma[keep], int(result["k"]))]
+    if top is not None and len(top) and result.get("k"):
+        idx = np.asarray(top, dtype=np.int64)
         ax.scatter(true_rate[idx], sigma[idx], s=70, facecolors="none", edgecolors="k", lw=0.9,
                    label=f"top-{result['k']} $\\sigma$")
     return finish(ax, xlabel, ylabel, title, legend_size=7)

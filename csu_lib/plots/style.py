@@ -1,17 +1,10 @@
-"""One visual style for the whole suite, and how figures are written: PNG + PDF
-(:func:`save_figure`), the plotted numbers as JSON (:func:`save_numbers`) and interactive plotly
-HTML (:func:`save_plotly`), each atomically."""
+"""One visual style for the whole suite: the palette, the matplotlib style and the small drawing
+helpers the figure modules share. Writing figures to files is :mod:`csu_lib.report.figure_files`."""
 from __future__ import annotations
-
-import os
-from pathlib import Path
-from typing import Any, Iterable, Mapping, Optional
 
 import matplotlib.pyplot as plt  # the backend is matplotlib's choice: inline in Jupyter, Agg headless
 import numpy as np
 import seaborn as sns
-
-from ..core.io import atomic_path, atomic_write_json, atomic_write_text
 
 #: Colours of conditions and methods, shared by every figure.
 PALETTE = {
@@ -26,55 +19,6 @@ def use_style() -> None:
     sns.set_theme(context="paper", style="whitegrid", font_scale=1.1)
     plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 200, "savefig.bbox": "tight",
                          "axes.spines.top": False, "axes.spines.right": False, "legend.frameon": False})
-
-
-def save_figure(fig: plt.Figure, name: str, fig_dir: str | os.PathLike) -> list[Path]:
-    """Write ``fig`` as ``<fig_dir>/<name>.png`` and ``.pdf``; returns the paths."""
-    paths = []
-    for ext in ("png", "pdf"):
-        path = Path(fig_dir) / f"{name}.{ext}"
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=ext)
-        paths.append(path)
-    return paths
-
-
-def save_numbers(name: str, numbers: Mapping[str, Any], fig_dir: str | os.PathLike, *,
-                 runs: Optional[Iterable[Any]] = None) -> Path:
-    """Write the numbers a figure plotted as ``<fig_dir>/<name>.json``.
-
-    ``runs``: the runs behind the figure (run records, run configs, or a run table with
-    ``run_id`` and ``train.seed`` columns); stored as ``runs_behind`` = {n_runs, seeds, run_ids}
-    for the figure report. An empty list says no model stands behind the figure (e.g. the
-    corruption figures); None records nothing.
-    """
-    numbers = dict(numbers)
-    if runs is not None:
-        numbers["runs_behind"] = runs_behind(runs)
-    path = Path(fig_dir) / f"{name}.json"
-    atomic_write_json(path, numbers)
-    return path
-
-
-def runs_behind(runs: Iterable[Any]) -> dict:
-    """{n_runs, seeds, run_ids} of run records, run configs or a run table (duplicates counted once)."""
-    if hasattr(runs, "columns"):  # a run table (records.load_runs)
-        pairs = zip(runs["run_id"], runs["train.seed"])
-    else:
-        configs = [getattr(r, "config", r) for r in runs]
-        pairs = ((c.run_id, c.train.seed) for c in configs)
-    seen = dict((str(run_id), int(seed)) for run_id, seed in pairs)
-    return {"n_runs": len(seen), "seeds": sorted(set(seen.values())), "run_ids": sorted(seen)}
-
-
-def save_plotly(fig, name: str, fig_dir: str | os.PathLike) -> Path:
-    """Write ``fig`` as a self-contained ``<fig_dir>/<name>.html`` (plotly.js embedded, so it
-    opens offline), and its specification as ``<name>.plotly.json`` (for the figure report),
-    atomically; returns the HTML path."""
-    path = Path(fig_dir) / f"{name}.html"
-    atomic_write_text(path.with_suffix(".plotly.json"), fig.to_json())
-    atomic_write_text(path, fig.to_html(include_plotlyjs=True, full_html=True))
-    return path
 
 
 def finish(ax: plt.Axes, xlabel: str, ylabel: str, title: str | None, *, legend_size: int = 8) -> plt.Axes:

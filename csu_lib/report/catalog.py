@@ -2,7 +2,8 @@
 
 :data:`CATALOG` maps a figure name (the stem of its files in ``figures/``) to the notebook that
 makes it, a title and a one-sentence reading; :func:`key_numbers` reads the few numbers a reader
-looks for first from the figure's JSON (the plotted numbers, written by ``plots.save_numbers``).
+looks for first from the figure's JSON (the plotted numbers, laid out by the figure's function in
+:mod:`csu_lib.report.figure_numbers`, :data:`~csu_lib.report.figure_numbers.FIGURE_NUMBERS`).
 Nothing here computes a statistic: intervals and means are the ones the notebooks stored.
 """
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
+
+from .figure_numbers import TRUTH_ESTIMATORS
 
 Rows = list[tuple[str, str]]
 
@@ -198,7 +201,7 @@ def _kde(js: dict) -> Rows:
     return out
 
 
-def _truth(js: dict, estimators: tuple[str, ...] = ("sigma", "sigma_normalised")) -> Rows:
+def _truth(js: dict, estimators: tuple[str, ...] = TRUTH_ESTIMATORS) -> Rows:
     return [(f"{r['estimator']}, {r['kind']}: AUROC (n = {r['n_runs']}); partial rho",
              f"{_f(r['auroc'], 2)} [{_f(r['auroc_lo'], 2)}, {_f(r['auroc_hi'], 2)}]; {_f(r['partial_spearman'], 2)}")
             for r in js["summary"] if r["estimator"] in estimators]

@@ -78,3 +78,28 @@ def test_class_precision_table_averages_over_runs_and_skips_undefined():
     assert table["csu"].tolist()[:2] == [0.25, 0.5] and np.isnan(table["csu"].iloc[2])
     with pytest.raises(CsuError, match="has 3 classes, expected 2"):
         results.class_precision_table(runs, ["a", "b"])
+
+
+def test_class_precision_view_orders_and_averages_what_the_figure_draws():
+    """The figure's order and legend means are computed here (csu_lib.analysis.figure_stats), the
+    plot draws them as given."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from csu_lib import plots
+    from csu_lib.analysis import figure_stats
+
+    table = pd.DataFrame({"class": ["a", "b", "c", "d"], "bce": [0.2, np.nan, 0.9, 0.5],
+                          "csu": [np.nan, np.nan, np.nan, np.nan]})
+    shown, coverage = figure_stats.class_precision_view(table, ["bce", "csu"], sort_by="bce")
+    assert shown["class"].tolist() == ["c", "d", "a", "b"]  # descending, no precision last
+    assert coverage["bce"] == (pytest.approx(1.6 / 3), 3) and coverage["csu"][1] == 0
+    same, _ = figure_stats.class_precision_view(table, ["bce"], sort_by=None)
+    assert same["class"].tolist() == ["a", "b", "c", "d"]
+    ax = plots.plot_class_precision(shown, ["bce", "csu"], coverage, sort_by="bce")
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["BCE (mean 0.533 over its 3 classes with a precision)", "CSU (no class predicted positive)"]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["c", "d", "a", "b"] and "sorted by BCE" in ax.get_xlabel()
+    plt.close("all")

@@ -472,11 +472,12 @@ def test_plotly_html_renders_and_rotates(tmp_path):
     import numpy as np
 
     from csu_lib import plots
+    from csu_lib.report import figure_files
 
     grid = np.linspace(-1, 1, 9)
     surface = np.add.outer(grid ** 2, 0.5 * grid ** 2) + 0.1 * np.sin(3 * np.add.outer(grid, grid))
     fig = plots.plotly_landscape_2d(grid, grid, surface, title="browser test surface")
-    path = plots.save_plotly(fig, "landscape_2d_3d", tmp_path)
+    path = figure_files.save_plotly(fig, "landscape_2d_3d", tmp_path)
     shots = artifact_dir("plotly_html")
     with browser_page(viewport=(900, 700)) as page:
         page.goto(path.as_uri())

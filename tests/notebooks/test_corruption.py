@@ -219,3 +219,18 @@ def test_plot_label_counts_bars():
     assert len(ax.patches) == 15 and len(ax.containers) == 3  # clean + one bar per kind and class
     assert [p.get_height() for p in ax.containers[1].patches] == [5, 4, 6, 5, 4]  # san, family order
     plt.close(ax.figure)
+
+
+def test_soft_value_bins_and_positive_counts():
+    """The histogram and the counts the corruption figures show, computed by
+    csu_lib.analysis.figure_stats (the figure functions only draw)."""
+    from csu_lib.analysis import figure_stats
+
+    edges, counts = figure_stats.soft_value_bins(np.array([0.61, 0.62, 0.89]), (0.6, 0.9))
+    assert len(edges) == 21 and edges[0] == 0.6 and edges[-1] == pytest.approx(0.9)
+    assert counts.tolist() == [1, 1] + [0] * 17 + [1]  # bins of width 0.015
+    edges, counts = figure_stats.soft_value_bins(np.array([]), None, n_bins=4)
+    assert edges.tolist() == [0.0, 0.25, 0.5, 0.75, 1.0] and counts.tolist() == [0, 0, 0, 0]
+    clean = np.array([[1.0, 0.0], [1.0, 1.0], [0.0, 0.4]])
+    counts = figure_stats.positive_counts(clean, {"san": np.array([[0.0, 1.0], [1.0, 1.0], [0.6, 0.0]])}, ["a", "b"])
+    assert counts.to_dict(orient="list") == {"clean": [2, 1], "san": [2, 2]} and counts.index.tolist() == ["a", "b"]

@@ -19,6 +19,7 @@ import pytest  # noqa: E402
 from tests.interface.test_notebook_runner import FIGURES  # noqa: E402
 
 from csu_lib import plots, report  # noqa: E402
+from csu_lib.report import figure_files, figure_numbers  # noqa: E402
 from csu_lib.notebook_runner import notebook_path  # noqa: E402
 from csu_lib.report.catalog import key_numbers  # noqa: E402
 from csu_lib.study import run_config  # noqa: E402
@@ -35,15 +36,15 @@ def test_the_catalog_describes_every_figure_of_every_notebook():
 def test_runs_behind_counts_runs_once_from_configs_records_or_a_table():
     configs = [run_config("smoke", loss=loss, seed=seed, device="cpu") for loss in ("bce", "csu") for seed in (0, 1)]
     expected = {"n_runs": 4, "seeds": [0, 1], "run_ids": sorted(c.run_id for c in configs)}
-    assert plots.runs_behind(configs + configs[:1]) == expected  # a repeated run counts once
+    assert figure_files.runs_behind(configs + configs[:1]) == expected  # a repeated run counts once
 
     class Record:  # what run_all returns: records with a config
         def __init__(self, config):
             self.config = config
-    assert plots.runs_behind([Record(c) for c in configs]) == expected
+    assert figure_files.runs_behind([Record(c) for c in configs]) == expected
     table = pd.DataFrame({"run_id": [c.run_id for c in configs], "train.seed": [c.train.seed for c in configs]})
-    assert plots.runs_behind(table) == expected
-    assert plots.runs_behind([]) == {"n_runs": 0, "seeds": [], "run_ids": []}
+    assert figure_files.runs_behind(table) == expected
+    assert figure_files.runs_behind([]) == {"n_runs": 0, "seeds": [], "run_ids": []}
 
 
 def _degradation_numbers():
@@ -71,9 +72,9 @@ def test_key_numbers_are_the_stored_means_and_intervals():
 def _write_figure(fig_dir, name, numbers, runs):
     fig, ax = plt.subplots(figsize=(3, 2))
     ax.plot([0, 1], [0, 1])
-    plots.save_figure(fig, name, fig_dir)
+    figure_files.save_figure(fig, name, fig_dir)
     plt.close(fig)
-    plots.save_numbers(name, numbers, fig_dir, runs=runs)
+    figure_files.save_numbers(name, numbers, fig_dir, runs=runs)
 
 
 def test_the_report_names_runs_numbers_and_the_notebook_of_every_figure(tmp_path):
@@ -85,7 +86,7 @@ def test_the_report_names_runs_numbers_and_the_notebook_of_every_figure(tmp_path
                            environment=report.environment("smoke"))
     _write_figure(tmp_path, "my_extra_figure", {"x": 1}, None)  # made by hand, outside the catalog
     grid = np.linspace(-1, 1, 5)
-    plots.save_plotly(plots.plotly_landscape_2d(grid, grid, np.add.outer(grid ** 2, grid ** 2), title="t"),
+    figure_files.save_plotly(plots.plotly_landscape_2d(grid, grid, np.add.outer(grid ** 2, grid ** 2), title="t"),
                       "degradation", tmp_path)
     page = report.write_report(tmp_path).read_text()
 
@@ -131,12 +132,46 @@ def test_report_only_needs_no_training(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("name", sorted(FIGURES))
-def test_committed_notebooks_record_the_runs_behind_each_figure(name):
-    """Every save_numbers call of the notebooks passes runs= (an empty list where nothing is trained)."""
+def test_committed_notebooks_write_each_figure_json_with_its_function(name):
+    """Every figure JSON a notebook writes is laid out by its function in report.figure_numbers
+    (which records the runs behind it): no JSON dict is built in a notebook cell."""
     nb = json.loads(notebook_path(name).read_text())
     source = "\n".join("".join(c["source"]) for c in nb["cells"] if c["cell_type"] == "code")
-    calls = source.count("save_numbers(")
-    assert calls >= 1 and len(re.findall(r"runs=", source)) >= calls
+    saved = re.findall(r'save_numbers\("(\w+)",\s+(\w+)', source)
+    assert len(saved) == source.count("save_numbers(") >= 1
+    for figure, numbers in saved:
+        assert figure in FIGURES[name]
+        built = f"figure_numbers.{figure_numbers.FIGURE_NUMBERS[figure].__name__}("
+        assert numbers == "figure_numbers" or f"{numbers} = {built}" in source, (figure, numbers)
+        assert built in source
+
+
+def test_every_figure_has_its_json_function_and_its_reader():
+    from csu_lib.report.catalog import _READERS
+
+    assert set(figure_numbers.FIGURE_NUMBERS) == set(report.CATALOG) == set(_READERS)
+
+
+def test_a_figure_function_writes_what_the_catalog_reads(tmp_path):
+    """The JSON of a figure's function, written and read back, gives the catalog's key numbers;
+    runs_behind is its last key (the file sorts the keys)."""
+    configs = [run_config("smoke", loss=loss, seed=seed, device="cpu") for loss in ("bce", "csu") for seed in (0, 1)]
+    js = _degradation_numbers()
+    numbers = figure_numbers.degradation_numbers(
+        profile="smoke", metric=js["metric"], kinds=["san"], ratios=[0.0, 0.5], models=["pooled_cnn"],
+        losses=["bce", "csu"], table=pd.DataFrame(js["table"]), paired=pd.DataFrame(js["paired_difference"]),
+        convergence=pd.DataFrame(js["convergence"]), configs=configs)
+    assert list(numbers)[-1] == "runs_behind" and numbers["runs_behind"] == figure_files.runs_behind(configs)
+    figure_files.save_numbers("degradation", numbers, tmp_path)
+    stored = json.loads((tmp_path / "degradation.json").read_text())
+    assert set(stored) == set(numbers)
+    assert key_numbers("degradation", stored) == key_numbers("degradation", js)
+    truth = pd.DataFrame([{"estimator": e, "kind": "san", "n_runs": 2, "auroc": 0.75, "auroc_lo": 0.5, "auroc_hi": 1.0,
+                           "partial_spearman": 0.4} for e in ("sigma", "sigma_normalised", "s_plus")])
+    numbers = figure_numbers.sigma_vs_truth_numbers(profile="smoke", audit_ratio=0.5, kinds=["san"], summary=truth,
+                                                    scores=truth, stationarity=truth.head(0), runs=configs)
+    assert [r["estimator"] for r in numbers["summary"]] == list(figure_numbers.TRUTH_ESTIMATORS)
+    assert len(key_numbers("sigma_vs_truth", numbers)) == 2
 
 
 def test_the_gallery_scales_every_image_below_the_limit(tmp_path):
