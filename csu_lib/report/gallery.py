@@ -1,8 +1,8 @@
-"""The README gallery: a few reference PNGs of ``make figures`` copied into ``docs/gallery/``,
+"""The gallery of the docs: a few reference PNGs of ``make figures`` copied into ``docs/gallery/``,
 each scaled down until it is below a size limit (300 kB by default), so the repository shows
 what the suite produces without carrying full-resolution build outputs.
 
-``make gallery`` (``csu gallery``) regenerates them from ``figures/``; the README shows them next
+``make gallery`` (``csu gallery``) regenerates them from ``figures/``; docs/results.md shows them next
 to their readings (:data:`csu_lib.report.catalog.CATALOG`).
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Sequence
 from ..core.errors import CsuError
 from ..core.io import atomic_write_bytes
 
-#: The figures of the gallery, in the README's order.
+#: The figures of the gallery, in the order of docs/results.md.
 GALLERY: tuple[str, ...] = ("degradation", "sigma_trajectory", "sigma_vs_truth", "class_noise_audit", "score_plane",
                             "landscape_2d", "method_comparison", "class_precision")
 MAX_BYTES = 300_000
