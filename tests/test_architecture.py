@@ -5,7 +5,10 @@
   no import cycle between modules; imports of csu_lib at module level only, and third-party
   imports inside functions only for the optional heavy dependencies.
 - Size: no module over 400 lines.
-- Ownership: nothing outside ``losses.py`` inspects a loss for its learned ``s`` (or its clamp);
+- Ownership: nothing outside ``csu_lib/losses/`` inspects a loss for its learned ``s`` (or its clamp);
+  sigma, the multiplier and the stationary optimum s* are defined once, in
+  ``csu_lib/losses/reliability.py`` (no exp(s / 2), exp(-s) or log(2 * ...) anywhere else), and
+  only ``records/`` reads the stored reliability block (``final_metrics["reliability"]``);
   nothing outside ``records/`` names a file of a run directory; one epoch loop: early stopping,
   batch order and seeds, and the optimiser's construction each live in exactly one module.
 """
@@ -170,7 +173,7 @@ def test_the_checks_catch_an_upward_import_and_a_cycle():
     """The checker itself: a plotting import added to the loss module is reported, and so is a
     cycle made by a config module importing models."""
     path, source = MODULES["csu_lib.losses"]
-    bad = {**MODULES, "csu_lib.losses": (path, source + "\nfrom .plots import PALETTE\n")}
+    bad = {**MODULES, "csu_lib.losses": (path, source + "\nfrom ..plots import PALETTE\n")}
     assert any("csu_lib.losses" in v and "csu_lib.plots" in v for v in violations(bad, LAYERS))
     path, source = MODULES["csu_lib.config.run"]
     inside = source + "\n\ndef _f():\n    from ..models import MODELS\n    return MODELS\n"
@@ -201,7 +204,7 @@ def _code_nodes(source: str):
 def test_nothing_outside_losses_inspects_a_loss_for_its_learned_s():
     offenders = []
     for module, (path, source) in MODULES.items():
-        if module == "csu_lib.losses":
+        if module == "csu_lib.losses" or module.startswith("csu_lib.losses."):
             continue
         nodes = _code_nodes(source)
         called = {id(n.func) for n in nodes if isinstance(n, ast.Call)}  # tensor.clamp(...) is a method call
@@ -220,6 +223,99 @@ def test_nothing_outside_losses_inspects_a_loss_for_its_learned_s():
                     isinstance(node.args[1], ast.Constant) and node.args[1].value in ("s", "clamp", "scale"):
                 offenders.append(f"{module}:{node.lineno} {node.func.id}(..., {node.args[1].value!r})")
     assert offenders == []
+
+
+#: The module that defines sigma, the multiplier and s* (and may compute them).
+RELIABILITY_OWNER = "csu_lib.losses.reliability"
+
+
+def _called_name(node: ast.Call) -> str:
+    """``exp`` for ``np.exp(...)``, ``torch.exp(...)``, ``math.exp(...)``, ``exp(...)`` or a private
+    ``_exp(...)``."""
+    func = node.func
+    name = func.attr if isinstance(func, ast.Attribute) else func.id if isinstance(func, ast.Name) else ""
+    return name.lstrip("_")
+
+
+def _factors(node: ast.AST) -> list[ast.AST]:
+    """The operands of a product ``a * b * c`` (the node itself when it is no product)."""
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult):
+        return _factors(node.left) + _factors(node.right)
+    return [node]
+
+
+def _is_number(node: ast.AST, value: float) -> bool:
+    return isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) and node.value == value
+
+
+def _is_half_of(node: ast.AST) -> bool:
+    """``x / 2`` or ``x * 0.5`` / ``0.5 * x``."""
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div) and _is_number(node.right, 2):
+        return True
+    return isinstance(node, ast.BinOp) and isinstance(node.op, ast.Mult) and \
+        any(_is_number(f, 0.5) for f in _factors(node))
+
+
+def reliability_definitions(source: str) -> list[str]:
+    """Code (not docstrings) that defines sigma, the multiplier or s* a second time: exp of
+    ``x / 2`` or ``x * 0.5`` (sigma), exp of a negated value (the multiplier exp(-s)), log of a
+    product with the factor 2 (s* = log(2 * scale * mean loss)). Also every read of the stored
+    reliability block, ``final_metrics["reliability"]`` or ``.get("reliability")``."""
+    found = []
+    for node in _code_nodes(source):
+        if isinstance(node, ast.Call) and node.args:
+            name, arg = _called_name(node), node.args[0]
+            if name == "exp" and _is_half_of(arg):
+                found.append(f"{node.lineno}: sigma as exp({ast.unparse(arg)})")
+            elif name == "exp" and isinstance(arg, ast.UnaryOp) and isinstance(arg.op, ast.USub):
+                found.append(f"{node.lineno}: multiplier as exp({ast.unparse(arg)})")
+            elif name == "log" and any(_is_number(f, 2) for f in _factors(arg)) and len(_factors(arg)) > 1:
+                found.append(f"{node.lineno}: s* as log({ast.unparse(arg)})")
+            elif name == "get" and isinstance(arg, ast.Constant) and arg.value == "reliability":
+                found.append(f"{node.lineno}: reads {ast.unparse(node)}")
+        if isinstance(node, ast.Subscript) and isinstance(node.ctx, ast.Load) and \
+                isinstance(node.slice, ast.Constant) and node.slice.value == "reliability":
+            found.append(f"{node.lineno}: reads {ast.unparse(node)}")
+    return found
+
+
+def test_sigma_the_multiplier_and_s_star_are_defined_once():
+    """One definition of sigma, the multiplier and the stationary optimum s*
+    (``csu_lib/losses/reliability.py``); the stored reliability block is read by the run record
+    only (``RunRecord.final_log_sigma2``, ``.optimum_log_sigma2``, ``.stationarity``)."""
+    offenders = []
+    for module, (_, source) in MODULES.items():
+        if module == RELIABILITY_OWNER:
+            continue
+        for hit in reliability_definitions(source):
+            if module.startswith("csu_lib.records") and "reads" in hit:
+                continue
+            offenders.append(f"{module}:{hit}")
+    assert offenders == []
+
+
+@pytest.mark.parametrize("planted, what", [
+    ("sigma = np.exp(s / 2)\n", "sigma"),
+    ("sigma = torch.exp(0.5 * log_sigma2)\n", "sigma"),
+    ("m = scale * np.exp(-s)\n", "multiplier"),
+    ("s_star = np.log(2 * scale * bce.mean(0))\n", "s*"),
+    ("s_star = np.log(bce.mean(0) * 2)\n", "s*"),
+    ("s = record.final_metrics['reliability']['log_sigma2']\n", "reads"),
+    ("s = (record.final_metrics or {}).get('reliability')\n", "reads"),
+])
+def test_the_check_catches_a_planted_second_definition(planted, what):
+    """The checker itself: a planted second definition is reported, with its line; the real
+    definitions are what it finds in csu_lib/losses/reliability.py."""
+    path, source = MODULES["csu_lib.analysis.class_noise_audit"]
+    assert reliability_definitions(source) == []
+    n_lines = len(source.splitlines())
+    hits = reliability_definitions(source + "\n" + planted)
+    assert len(hits) == 1 and hits[0].startswith(f"{n_lines + 2}: {what}")
+    # the same text in a comment or a string is no definition
+    assert reliability_definitions(source + f"\n# {planted}\nNOTE = {planted!r}\n") == []
+    owner = reliability_definitions(MODULES[RELIABILITY_OWNER][1])
+    assert any("sigma" in h for h in owner) and any("multiplier" in h for h in owner) and \
+        any("s*" in h for h in owner)
 
 
 def _run_file_names() -> set[str]:

@@ -20,6 +20,7 @@ from csu_lib.analysis import sigma as S
 from csu_lib.config import frontend_preset
 from csu_lib.features import LogMel
 from csu_lib.losses import CSULoss
+from csu_lib.pipeline import load_trained
 from csu_lib.study import run_config
 from csu_lib.training import train_run
 
@@ -103,7 +104,7 @@ def test_half_scale_multiplier_trajectory_end_to_end(tmp_path, smoke_data):
     assert config.loss.csu_scale == "half"
     rec = train_run(config, tmp_path / "half", data=smoke_data, progress=False)
     assert rec.learns_sigma
-    _, loss = rec.load_model()
+    _, loss = load_trained(rec)
     assert loss.scale == 0.5
     s = rec.log_sigma2.astype(np.float64)
     # the loss's own multiplier at the last logged s is half exp(-s) ...

@@ -4,8 +4,11 @@ estimator against it.
 
 Estimators (higher = less reliable), per CSU run (one-sided, or two-sided ``csu2``):
 
-- ``sigma``: CSU's learned sigma_c of the selected model (``analysis.sigma.final_log_sigma2``);
-  at its stationary point sigma_c^2 = 2 * scale * mean BCE_c over ALL training clips, so it
+- ``sigma``: CSU's learned sigma_c of the selected model
+  (:attr:`csu_lib.records.RunRecord.final_log_sigma2`, sigma by :func:`csu_lib.losses.sigma_of`);
+  for a ``csu2`` run, the one-sided stationary s of its network
+  (:func:`csu_lib.losses.optimum_log_sigma2` of the mean BCE of its training scores); at its
+  stationary point sigma_c^2 = 2 * scale * mean BCE_c over ALL training clips, so it
   carries the class's base rate (docs/methods.md, section 1).
 - ``sigma_normalised``: sigma_c^2 / (2 * scale * H(prevalence_c)), H the binary entropy of the
   class's noisy training base rate: the share of the class's prior entropy the model leaves
@@ -33,11 +36,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ..core.errors import RunRecordError
 from ..core.stats import mean_ci
 from ..corruption import audit_levels
-from ..losses import TwoSidedCSULoss, bce_from_scores, scale_of, sides_of
+from ..losses import (TwoSidedCSULoss, bce_from_scores, optimum_log_sigma2, scale_of, sides_of, sigma2_of,
+                      sigma_of)
 from ..records import RunRecord
-from .sigma import final_log_sigma2
 
 ESTIMATORS = ("sigma", "sigma_normalised", "s_plus", "s_minus", "teacher_fp", "teacher_fn")
 
@@ -82,18 +86,20 @@ def class_estimates(record: RunRecord, teacher_scores: Optional[np.ndarray] = No
     scale = scale_of(record.config.loss)
     prevalence = targets.mean(axis=0)
     if sides_of(record.config.loss) == 2:
-        s_both = np.asarray(record.final_metrics["reliability"]["log_sigma2"], np.float64)
+        s_both = record.final_log_sigma2
         s_plus, s_minus = s_both[:n_classes], s_both[n_classes:]
-        # the one-sided sigma of the same network: log(2 * scale * mean BCE) from its scores
-        s = np.log(2 * scale * bce_from_scores(record.scores("train"), targets).mean(0))
+        # the one-sided s of the same network: its stationary optimum from the mean BCE of its scores
+        s = optimum_log_sigma2(bce_from_scores(record.scores("train"), targets).mean(0), scale)
     else:
-        s = final_log_sigma2(record)
+        s = record.final_log_sigma2
+        if s is None:
+            raise RunRecordError(f"{record.path} has no sigma log (loss {record.config.loss.name!r} learns no sigma)")
         s_plus, s_minus = two_sided_reading(record.scores("train"), targets, scale)
     cfg = record.config.corruption
     levels = audit_levels(n_classes, cfg) if cfg.profile == "audit" and cfg.kind != "none" else np.full(n_classes, np.nan)
     out = pd.DataFrame({
         "class": np.arange(n_classes), "class_name": record.class_names,
-        "sigma": np.exp(s / 2), "sigma_normalised": np.exp(s) / (2 * scale * binary_entropy(prevalence)),
+        "sigma": sigma_of(s), "sigma_normalised": sigma2_of(s) / (2 * scale * binary_entropy(prevalence)),
         "s_plus": s_plus, "s_minus": s_minus, "prevalence": prevalence,
         "truth": np.asarray(result.label_noise_rate, np.float64), "level": levels})
     if teacher_scores is not None:

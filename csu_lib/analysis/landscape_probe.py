@@ -17,7 +17,7 @@ import torch
 from ..core.errors import ConfigError, unknown_name
 from ..core.io import atomic_path, atomic_write_json, read_json
 from ..losses import BCELoss
-from ..pipeline import prepare_data
+from ..pipeline import load_trained, prepare_data
 from .geometry import geometry_summary
 from .landscape import filter_normalised_direction, fixed_batches, loss_surface_1d, loss_surface_2d
 
@@ -78,7 +78,7 @@ def probe_run(record, settings: Mapping[str, Any], cache_root: str | os.PathLike
     if path.with_suffix(".json").is_file():
         return load_landscape(path)[0]
     data = prepare_data(record.config, data_dir=data_dir, cache_dir=cache_dir, progress=False)
-    model, loss_fn = record.load_model()
+    model, loss_fn = load_trained(record)
     if settings["eval_loss"] == "bce":  # compare the weights' geometry under one common loss
         loss_fn = BCELoss()
     batches = fixed_batches(data, n_clips=int(settings["n_clips"]), seed=int(settings["seed"]))

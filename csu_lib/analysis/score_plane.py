@@ -21,8 +21,8 @@ from ..config import LossConfig
 from ..core.errors import ConfigError, RunRecordError
 from ..features import FeatureLoader
 from ..losses import build_loss, reliability
+from ..pipeline import load_trained, prepare_data
 from ..records import RunRecord
-from ..pipeline import prepare_data
 
 
 def _pair_loss_module(loss, s_pair) -> torch.nn.Module:
@@ -104,7 +104,7 @@ def clip_logits(source, data, class_pair: tuple[int, int], *, logits: np.ndarray
     if logits is None:
         if source is None:
             raise ValueError("clip_logits needs a record, a model or a logits matrix")
-        model = source.load_model(device)[0] if isinstance(source, RunRecord) else source
+        model = load_trained(source, device)[0] if isinstance(source, RunRecord) else source
         logits = train_logits(model, data, batch_size=batch_size, device=device)
     logits = np.asarray(logits)
     n_train = len(data.train_idx)
@@ -177,12 +177,11 @@ def typical_corrupted_targets(clips: pd.DataFrame) -> tuple[float, float]:
     return float(y_a), float(y_b)
 
 
-def pair_log_sigma2(loss_fn: torch.nn.Module, pair: tuple[int, int]) -> Optional[np.ndarray]:
-    """The learned (s_a, s_b) = log sigma^2 of a class pair, None for a loss that learns none."""
-    rel = reliability(loss_fn)
-    if rel is None:
-        return None
-    return rel.log_sigma2().cpu().numpy()[list(pair)].astype(np.float64)
+def pair_log_sigma2(record: RunRecord, pair: tuple[int, int]) -> Optional[np.ndarray]:
+    """The learned (s_a, s_b) = log sigma^2 of a class pair in a run's selected model
+    (:attr:`~csu_lib.records.RunRecord.final_log_sigma2`), None for a loss that learns none."""
+    s = record.final_log_sigma2
+    return None if s is None else s[list(pair)]
 
 
 def check_settings(conditions: Sequence[str], logit_range: float, n_grid: int) -> np.ndarray:
@@ -245,10 +244,10 @@ def score_plane_panels(records: Sequence[RunRecord], grid: np.ndarray, *, data_d
         names = [data.manifest.class_names[c] for c in pair]
         panels = []
         for rec in recs:
-            net, loss_fn = rec.load_model()
+            net, _ = load_trained(rec)
             clips = clip_logits(None, data, pair, logits=train_logits(net, data))
             targets = typical_corrupted_targets(clips)
-            s_pair = pair_log_sigma2(loss_fn, pair)
+            s_pair = pair_log_sigma2(rec, pair)
             panels.append(Panel(rec, pair, names, clips, targets, s_pair,
                                 score_plane(rec.config.loss, s_pair, targets, grid, grid)))
         rows.append(panels)

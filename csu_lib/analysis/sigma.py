@@ -3,12 +3,14 @@ the gradient multiplier over training, and runs grouped by setting.
 
 Conventions: a run logs ``s_c = log sigma_c^2`` after every optimiser step
 (:attr:`~csu_lib.records.RunRecord.log_sigma2`); sigma and the multiplier are derived from it by
-the one definition of :mod:`csu_lib.losses` (:func:`~csu_lib.losses.sigma_of`,
+the one definition of :mod:`csu_lib.losses.reliability` (:func:`~csu_lib.losses.sigma_of`,
 :func:`~csu_lib.losses.multiplier_of`, the ``csu_scale`` option included). The "final learned
-log sigma^2" of a run is the last logged row (the s the loss held when training stopped;
-``model.pt`` stores the same loss state). Normalised training progress of step t (0-based) of T
-logged steps is ``(t + 1) / T``. Runs without a log (BCE) have no learned sigma and are skipped
-by the functions below (an error is raised only when nothing is left).
+log sigma^2" of a run is the s of its selected model, read from its record
+(:attr:`~csu_lib.records.RunRecord.final_log_sigma2`; the log's last row is the last step, which
+belongs to later weights when early stopping kept an earlier epoch). Normalised training
+progress of step t (0-based) of T logged steps is ``(t + 1) / T``. Runs without a log (BCE) have
+no learned sigma and are skipped by the functions below (an error is raised only when nothing is
+left).
 """
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ import pandas as pd
 
 from ..core.errors import RunRecordError
 from ..core.stats import mean_ci
-from ..losses import multiplier_of, scale_of, sides_of, sigma_of
+from ..losses import bce_from_scores, multiplier_of, optimum_log_sigma2, scale_of, sides_of, sigma_of
 from ..records import RunRecord
 
 
@@ -99,18 +101,11 @@ def group_label(values: dict) -> str:
 
 def final_log_sigma2(record: RunRecord) -> np.ndarray:
     """The learned ``s_c = log sigma_c^2`` (C,) that goes with the run's selected weights (the
-    best validation epoch, what ``model.pt`` holds), float64: the record's ``reliability`` block,
-    or (records written before it existed) the log's last step of the best epoch -- not the last
-    logged step, which belongs to later weights when early stopping kept an earlier epoch."""
+    best validation epoch), float64: :attr:`~csu_lib.records.RunRecord.final_log_sigma2` of a
+    one-sided CSU run (an error for a run that learns none, or a two-sided one)."""
     if not record.learns_sigma:
         raise RunRecordError(f"{record.path} has no sigma log (loss {record.config.loss.name!r} learns no sigma)")
-    stored = (record.final_metrics or {}).get("reliability")
-    if stored is not None:
-        s = np.asarray(stored["log_sigma2"], np.float64)
-    else:
-        steps = len(record.log_sigma2) // max(1, len(record.history))
-        best = int((record.final_metrics or {}).get("best_epoch", len(record.history) - 1))
-        s = record.log_sigma2[(best + 1) * steps - 1].astype(np.float64)
+    s = record.final_log_sigma2
     if sides_of(record.config.loss) != 1:
         raise RunRecordError(f"{record.path} is a two-sided CSU run ({len(s)} values of s): read s+ and s- "
                              "with csu_lib.analysis.class_noise_audit, not as one sigma per class")
@@ -218,26 +213,25 @@ def class_trajectories(record: RunRecord, grid: int | np.ndarray = 101, *,
 
 def stationarity_table(records: Sequence[RunRecord]) -> pd.DataFrame:
     """One row per CSU run: how it learned s (``fit``), and the median over classes of |s - s*| for
-    the selected model, s* = log(2 * scale * mean BCE_c) over the training clips clipped to the
-    allowed range ``loss.csu_clamp`` (the loss is convex in s, so that is its optimum over the
+    the selected model, s* = log(2 * scale * mean BCE_c) over the training clips
+    (:func:`~csu_lib.losses.optimum_log_sigma2`) clipped to the allowed range ``loss.csu_clamp`` (the loss is convex in s, so that is its optimum over the
     range); ``n_at_clamp``: classes whose s sits on a bound of the range (their unconstrained
     optimum lies beyond it). ``recomputed``: the same median computed here from the record's files
-    (``scores_train.npy`` and the corrupted training labels), independently of the training code;
+    (``scores_train.npy`` and the corrupted training labels, :func:`~csu_lib.losses.bce_from_scores`),
+    independently of the training loop;
     NaN for a clean run (its record keeps no training labels) and for a record written before the
     gap was stored (``stored`` NaN)."""
     rows = []
     for rec in records:
         if not rec.learns_sigma or sides_of(rec.config.loss) != 1:
             continue
-        stored = (rec.final_metrics or {}).get("reliability") or {}
+        stored = rec.stationarity
         s = final_log_sigma2(rec)
         result = rec.corruption()
         recomputed = float("nan")
         if result is not None and rec.config.method.name == "none":
-            y = np.asarray(result.labels, np.float64)
-            p = np.clip(rec.scores("train").astype(np.float64), 1e-7, 1 - 1e-7)
-            bce = -(y * np.log(p) + (1 - y) * np.log1p(-p))
-            star = np.clip(np.log(2 * scale_of(rec.config.loss) * bce.mean(axis=0)), *rec.config.loss.csu_clamp)
+            bce = bce_from_scores(rec.scores("train"), result.labels)
+            star = np.clip(optimum_log_sigma2(bce.mean(axis=0), scale_of(rec.config.loss)), *rec.config.loss.csu_clamp)
             recomputed = float(np.median(np.abs(s - star)))
         lo, hi = rec.config.loss.csu_clamp
         rows.append({"path": str(rec.path), "condition": rec.config.corruption.label,

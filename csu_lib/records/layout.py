@@ -14,12 +14,17 @@
     corruption.json      its description (written after the arrays)
     skipped_clips.json   clips dropped by ``data.skip_unreadable`` (when any), with why
     unlabelled_clips.json  clips whose label cell was blank (when any): trained with no positive
-    model.pt             the selected (best validation mAP) weights, the loss state, the config
-                         and the class names
+    model.pt             the selected (best validation mAP) weights, the loss state (without the
+                         learned s: records written before it was stored once hold it here too),
+                         the config and the class names
     scores_<split>.npy   sigmoid scores of the selected weights on train / val / test
-    final_metrics.json   metrics of the selected weights (see csu_lib.evaluation)
+    final_metrics.json   metrics of the selected weights (see csu_lib.evaluation) and, for a loss
+                         that learns a reliability, its block "reliability": the selected model's
+                         learned s (stored here ONLY), its stationary optimum s*, the gaps and
+                         n_at_clamp (RunRecord.final_log_sigma2, .optimum_log_sigma2, .stationarity)
     teacher_scores_*     this run's scores as a teacher of other runs (cache, with its key)
-    record.json          written LAST: {"state": "complete", ...} marks the run as complete
+    record.json          written LAST: {"state": "complete", ...} marks the run as complete (with
+                         a copy of the final metrics less the reliability block)
     .lock                held (flock) by the process that trains the run
 
 Every file is written atomically, and ``record.json`` exists only when everything else does,

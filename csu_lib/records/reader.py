@@ -1,7 +1,10 @@
 """Reading run directories: the only way anything in csu_lib loads a run, its arrays or its model.
 
 - :func:`load_run` -> :class:`RunRecord` (config, history, the logged ``log sigma^2`` with
-  sigma and the multiplier derived by :mod:`csu_lib.losses`, scores, corruption, model);
+  sigma and the multiplier derived by :mod:`csu_lib.losses`; the learned s of the selected model
+  and its stationary optimum s*, stored once: :attr:`RunRecord.final_log_sigma2`,
+  :attr:`RunRecord.optimum_log_sigma2`; scores, corruption, the stored weights -- the network
+  and loss are built from them by :func:`csu_lib.pipeline.load_trained`);
 - :func:`load_runs` / :func:`records_frame`: many runs as one table (config flattened into
   dotted columns, final metrics alongside);
 - :func:`is_complete`, :func:`load_checkpoint`, :func:`cached_teacher_scores` for the trainer.
@@ -19,11 +22,10 @@ import pandas as pd
 import torch
 
 from ..config import RunConfig
-from ..core.errors import ConfigError, RunRecordError
+from ..core.errors import RunRecordError
 from ..core.io import read_json
 from ..corruption.result import CorruptionResult
-from ..losses import build_loss, multiplier_of, scale_of, sigma_of
-from ..models import build_model
+from ..losses import multiplier_of, scale_of, sigma_of
 from . import layout as L
 from .writer import scores_digest
 
@@ -118,20 +120,64 @@ class RunRecord:
         """The class names of the run's dataset (stored with the model)."""
         return list(self._saved_model["class_names"])
 
-    def load_model(self, device: str | torch.device = "cpu") -> tuple[torch.nn.Module, torch.nn.Module]:
-        """(model, loss) of the selected weights (``model.pt``), the model in eval mode, both on
-        ``device``. The loss holds the learned s stored with the model (CSU) or nothing (BCE)."""
-        saved = self._saved_model
-        n_classes = len(saved["class_names"])
-        model = build_model(self.config.model, n_classes, self.config.frontend.n_mels)
-        try:
-            model.load_state_dict(saved["model"])
-        except RuntimeError as exc:
-            raise ConfigError(f"{self.path}: its weights do not fit a {self.config.model.name} with {n_classes} "
-                              f"classes ({str(exc).splitlines()[0]})") from None
-        loss_fn = build_loss(self.config.loss, n_classes)
-        loss_fn.load_state_dict(saved["loss"])
-        return model.to(device).eval(), loss_fn.to(device)
+    @property
+    def weights(self) -> dict:
+        """The state dict of the selected network (``model.pt``); build the network with
+        :func:`csu_lib.pipeline.load_trained`."""
+        return self._saved_model["model"]
+
+    @property
+    def loss_state(self) -> dict:
+        """The loss state stored with the selected weights: without the learned s for records
+        written since it is stored once (:attr:`final_log_sigma2`), with it before
+        (:func:`csu_lib.losses.restore_loss_state` loads either)."""
+        return self._saved_model["loss"]
+
+    # -- the learned reliability of the selected model: read here, nowhere else ---------------
+
+    @property
+    def stationarity(self) -> dict:
+        """How far the selected model's s lies from its stationary point, as training stored it
+        (:meth:`csu_lib.losses.LearnedReliability.stationarity`: ``fit``, ``log_sigma2``,
+        ``stationary_log_sigma2``, ``abs_gap``, ``median_abs_gap``, ``n_at_clamp``, ...); empty
+        for a loss that learns none and for records written before it was stored."""
+        return dict((self.final_metrics or {}).get("reliability") or {})
+
+    @property
+    def final_log_sigma2(self) -> Optional[np.ndarray]:
+        """The learned ``s = log sigma^2`` that goes with the selected weights (the best validation
+        epoch), float64: C values, 2C (s+ then s-) for two-sided CSU; None without a learned
+        reliability. Stored once, in the :attr:`stationarity` block; for a record written before
+        that block existed, the log's last step of the best epoch -- not the last logged step,
+        which belongs to later weights when early stopping kept an earlier epoch."""
+        if not self.learns_sigma:
+            return None
+        stored = self.stationarity
+        if stored:
+            return np.asarray(stored["log_sigma2"], np.float64)
+        steps = len(self.log_sigma2) // max(1, len(self.history))
+        best = int((self.final_metrics or {}).get("best_epoch", len(self.history) - 1))
+        return self.log_sigma2[(best + 1) * steps - 1].astype(np.float64)
+
+    @property
+    def optimum_log_sigma2(self) -> Optional[np.ndarray]:
+        """The stationary optimum s* of the selected network stored at the end of training
+        (unconstrained; :func:`csu_lib.losses.optimum_log_sigma2` of its mean training loss),
+        float64; None when the record stores none."""
+        stored = self.stationarity.get("stationary_log_sigma2")
+        return None if stored is None else np.asarray(stored, np.float64)
+
+    @property
+    def final_sigma(self) -> Optional[np.ndarray]:
+        """sigma of the selected model (:func:`csu_lib.losses.sigma_of` of :attr:`final_log_sigma2`)."""
+        s = self.final_log_sigma2
+        return None if s is None else sigma_of(s)
+
+    @property
+    def final_multiplier(self) -> Optional[np.ndarray]:
+        """The gradient multiplier of the selected model (``scale * exp(-s)``)."""
+        s = self.final_log_sigma2
+        return None if s is None else multiplier_of(s, scale_of(self.config.loss))
 
 
 def read_corruption(run_dir: str | os.PathLike) -> Optional[CorruptionResult]:

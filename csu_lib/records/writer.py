@@ -25,6 +25,7 @@ from ..core import __version__
 from ..core.errors import ConfigError, RunRecordError
 from ..core.io import atomic_path, atomic_save_npy, atomic_write_json, read_json
 from ..corruption.result import CorruptionResult
+from ..losses import stored_loss_state
 from . import layout as L
 
 
@@ -127,19 +128,25 @@ def write_scores(run_dir: Path, split: str, scores: np.ndarray) -> None:
     atomic_save_npy(run_dir / L.scores_file(split), scores.astype(np.float32))
 
 
-def write_model(run_dir: Path, config: RunConfig, *, model_state: dict, loss_state: dict,
+def write_model(run_dir: Path, config: RunConfig, *, model_state: dict, loss: torch.nn.Module,
                 class_names: list[str]) -> None:
-    """``model.pt``: the selected weights with the loss state, the config and the class names."""
-    _save_torch(run_dir / L.MODEL, {"model": model_state, "config": config.to_dict(), "loss": loss_state,
-                                    "class_names": class_names})
+    """``model.pt``: the selected weights with the state of their ``loss`` less its learned s
+    (:func:`csu_lib.losses.stored_loss_state`: the selected model's s is stored once, in
+    ``final_metrics.json``'s reliability block, see :func:`finalize`), the config and the class
+    names."""
+    _save_torch(run_dir / L.MODEL, {"model": model_state, "config": config.to_dict(),
+                                    "loss": stored_loss_state(loss), "class_names": class_names})
 
 
 def finalize(run_dir: str | os.PathLike, config: RunConfig, *, final_metrics: dict, summary: dict) -> None:
-    """Write ``final_metrics.json`` and then ``record.json`` (the completeness marker)."""
+    """Write ``final_metrics.json`` and then ``record.json`` (the completeness marker). The
+    selected model's learned s and its stationary point (``final_metrics["reliability"]``) are
+    stored in ``final_metrics.json`` only: ``record.json``'s copy of the metrics leaves them out."""
     run_dir = Path(run_dir)
     atomic_write_json(run_dir / L.FINAL_METRICS, final_metrics)
+    metrics = {k: v for k, v in final_metrics.items() if k != "reliability"}
     atomic_write_json(run_dir / L.RECORD, {"state": "complete", "run_id": config.run_id, "seed": config.train.seed,
-                                           "config": config.to_dict(), "final_metrics": final_metrics,
+                                           "config": config.to_dict(), "final_metrics": metrics,
                                            **summary})
 
 

@@ -334,7 +334,7 @@ def finish_run(backend: Backend, k: int, state: RunState) -> None:
     if rel is not None:  # s of the selected model against its stationary point for those weights
         mask = None if state.mask is None else state.mask.cpu().numpy()
         final["reliability"] = rel.stationarity(scores["train"], state.targets.cpu().numpy(), mask)
-    write_model(state.run_dir, config, model_state=state.best["state"], loss_state=loss_fn.state_dict(),
+    write_model(state.run_dir, config, model_state=state.best["state"], loss=loss_fn,
                 class_names=data.manifest.class_names)
     extra_versions, extra_summary = backend.record_extra()
     summary = {

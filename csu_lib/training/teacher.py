@@ -53,6 +53,7 @@ from ..records import (cached_teacher_scores, has_model, is_complete, load_run, 
 from .method_rules import psl_chunk_layout, select_chunks
 from .predict import predict
 from ..pipeline.data_pipeline import resolve_device, training_folds
+from ..pipeline.trained import load_trained
 
 
 class TeacherLabelsWarning(UserWarning):
@@ -271,7 +272,7 @@ def _run_scores(teacher_dir: Path, config: RunConfig, data, chunk_seconds: Optio
     if len(record.class_names) != n_classes:
         raise ConfigError(f"teacher {teacher_dir} has {len(record.class_names)} classes, the student's data has "
                           f"{n_classes}")
-    model, _ = record.load_model(device)
+    model, _ = load_trained(record, device)
     scores = compute_scores(model, data, config, device, chunk_seconds)
     write_teacher_scores(teacher_dir, chunk_seconds, scores, key)
     return scores

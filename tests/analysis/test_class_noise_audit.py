@@ -13,6 +13,7 @@ from csu_lib.analysis.class_noise_audit import (auroc, binary_entropy, class_est
 from csu_lib.config import CorruptionConfig
 from csu_lib.core.errors import ConfigError
 from csu_lib.corruption import LEVEL_FRACTIONS, audit_levels, corrupt_labels
+from csu_lib.pipeline import load_trained
 from csu_lib.study import audit_configs
 from csu_lib.training import train_run
 
@@ -93,7 +94,7 @@ def test_class_estimates_of_a_real_audit_run(tmp_path, smoke_config):
     (cfg,) = audit_configs("smoke", kinds=["missing"], seeds=[0], epochs=2, device="cpu")
     rec = train_run(cfg, tmp_path / cfg.run_id, progress=False)
     table = class_estimates(rec)
-    _, loss = rec.load_model()
+    _, loss = load_trained(rec)
     s = loss.log_sigma2().double().numpy()
     np.testing.assert_allclose(table["sigma"], np.exp(s / 2), rtol=1e-6)
     y = rec.corruption().labels.astype(float)

@@ -20,6 +20,7 @@ from csu_lib.analysis import geometry as G
 from csu_lib.analysis import landscape as L
 from csu_lib.analysis import landscape_probe as P
 from csu_lib.losses import BCELoss, CSULoss
+from csu_lib.pipeline import load_trained
 
 EIGS = np.array([12.0, 7.0, 5.0, 4.0, 3.0, 2.5, 2.0, 1.5, 1.0, 0.8, 0.6, 0.5, 0.4, 0.3, 0.2, 0.15, 0.1, 0.05, 0.02, 0.01])
 
@@ -265,7 +266,7 @@ def test_probe_run_loss_choice_and_cache(tmp_path, smoke_config, smoke_data):
 
     cfg = smoke_config.replace(train=smoke_config.train.replace(epochs=1))
     rec = train_run(cfg, tmp_path / "run", data=smoke_data, progress=False)
-    model, csu = rec.load_model()
+    model, csu = load_trained(rec)
     batches = fixed_batches(smoke_data, n_clips=16, seed=0)
     with torch.no_grad():
         x = torch.cat([b[0] for b in batches])

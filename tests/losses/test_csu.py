@@ -17,10 +17,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from scipy.optimize import minimize_scalar
 
 from csu_lib.config import LossConfig
-from csu_lib.losses import (LOSSES, BCELoss, CSULoss, build_loss, elementwise_bce, learns_reliability, multiplier_of,
-                            reliability, scale_of, sigma_of)
+from csu_lib.losses import (LOSSES, BCELoss, CSULoss, bce_from_scores, build_loss, elementwise_bce,
+                            learns_reliability, multiplier_of, optimum_log_sigma2, reliability, scale_of, sigma2_of,
+                            sigma_of, stationary_mean_loss)
 
 B, C = 24, 7
 SEEDS = [0, 1, 5]
@@ -388,3 +390,62 @@ def test_interface_acts_on_stacked_copies():
     reliability(loss).project_(stacked)
     assert stacked["s"].tolist() == [[-1.0, 0.5, 1.0], [0.0, -0.25, 1.0]]
     assert loss.s.tolist() == [0.0, 0.0, 0.0]  # the module's own s is untouched
+
+
+# ---------------------------------------------------------------------------------------------
+# The one definition of s* (csu_lib/losses/reliability.py), checked by numerical minimisation
+
+
+def _scores_case(seed: int, n: int = 300, c: int = 5):
+    """Sigmoid scores and 0/1 targets of a fixed network, classes fitted to different degrees."""
+    rng = np.random.default_rng(seed)
+    y = (rng.random((n, c)) < np.linspace(0.1, 0.5, c)).astype(np.float64)
+    z = (2 * y - 1) * np.linspace(2.5, -0.5, c) + rng.standard_normal((n, c))
+    return 1 / (1 + np.exp(-z)), y
+
+
+def _minimise(objective) -> float:
+    """argmin over s in [-20, 10] of a convex scalar function, by bounded Brent search (no formula)."""
+    res = minimize_scalar(objective, bounds=(-20.0, 10.0), method="bounded", options={"xatol": 1e-10})
+    assert res.success
+    return float(res.x)
+
+
+@pytest.mark.parametrize("scale", ["full", "half"])
+def test_optimum_log_sigma2_minimises_the_csu_loss_numerically(scale):
+    """s* = optimum_log_sigma2(mean BCE, scale) (and CSULoss.stationary_log_sigma2 / TwoSidedCSULoss's,
+    which use it) is where a numerical minimiser puts s for fixed scores: the CSU loss per class,
+    mean_n k exp(-s) BCE_n + s / 2, written out here in float64 with its own BCE."""
+    p, y = _scores_case(1)
+    k = 0.5 if scale == "half" else 1.0
+    bce = -(y * np.log(p) + (1 - y) * np.log(1 - p))
+    numeric = np.array([_minimise(lambda s, c=c: np.mean(k * np.exp(-s) * bce[:, c] + s / 2))
+                        for c in range(y.shape[1])])
+    np.testing.assert_allclose(optimum_log_sigma2(bce_from_scores(p, y).mean(0), k), numeric, atol=1e-6)
+    loss = build_loss(LossConfig(name="csu", csu_scale=scale), y.shape[1])
+    np.testing.assert_allclose(loss.stationary_log_sigma2(p, y), numeric, atol=1e-6)
+    assert np.ptp(numeric) > 2  # the classes' optima differ by more than the tolerance, by far
+    # two-sided: s+ weights -y log p, s- weights -(1 - y) log(1 - p), each regulariser by its share
+    pos, neg = -y * np.log(p), -(1 - y) * np.log(1 - p)
+    s_plus = [_minimise(lambda s, c=c: np.mean(k * np.exp(-s) * pos[:, c] + y[:, c] * s / 2)) for c in range(5)]
+    s_minus = [_minimise(lambda s, c=c: np.mean(k * np.exp(-s) * neg[:, c] + (1 - y[:, c]) * s / 2)) for c in range(5)]
+    two = build_loss(LossConfig(name="csu2", csu_scale=scale), y.shape[1])
+    np.testing.assert_allclose(two.stationary_log_sigma2(p, y), np.concatenate([s_plus, s_minus]), atol=1e-6)
+
+
+def test_reliability_definitions_in_numbers():
+    """sigma, sigma^2, the multiplier and s* at hand-computed points."""
+    s = np.array([0.0, 2 * np.log(3.0), -np.log(4.0)])
+    np.testing.assert_allclose(sigma_of(s), [1.0, 3.0, 0.5], rtol=1e-12)
+    np.testing.assert_allclose(sigma2_of(s), [1.0, 9.0, 0.25], rtol=1e-12)
+    np.testing.assert_allclose(multiplier_of(s, 0.5), [0.5, 0.5 / 9, 2.0], rtol=1e-12)
+    # s* = log(2 * scale * mean loss): mean BCE 0.5 at full scale is s* = 0 (sigma = 1, plain BCE)
+    np.testing.assert_allclose(optimum_log_sigma2(np.array([0.5, 2.0, 0.0]), 1.0),
+                               [0.0, np.log(4.0), np.log(2e-300)], rtol=1e-12)
+    np.testing.assert_allclose(optimum_log_sigma2(np.array([0.5]), 0.5), [np.log(0.5)], rtol=1e-12)
+    np.testing.assert_allclose(stationary_mean_loss(optimum_log_sigma2(np.array([0.3, 1.7]), 0.5), 0.5),
+                               [0.3, 1.7], rtol=1e-12)
+    # tensors keep their dtype and gradient
+    t = torch.tensor([0.0, 1.0], dtype=torch.float64, requires_grad=True)
+    multiplier_of(t, 1.0).sum().backward()
+    torch.testing.assert_close(t.grad, -torch.exp(-t.detach()))

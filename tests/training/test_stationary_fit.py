@@ -4,15 +4,20 @@ stationary fit puts every run's s there after each epoch, the record stores the 
 ``model.pt`` pairs the selected weights with the s of the same epoch."""
 from __future__ import annotations
 
+import json
+import shutil
 from dataclasses import replace
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
-from csu_lib.analysis.sigma import final_log_sigma2, sigma_table
+from csu_lib.analysis.sigma import final_log_sigma2, sigma_table, stationarity_table
 from csu_lib.config import LossConfig
-from csu_lib.losses import CSULoss, TwoSidedCSULoss, build_loss
+from csu_lib.losses import CSULoss, TwoSidedCSULoss, build_loss, multiplier_of, reliability, sigma_of
+from csu_lib.pipeline import load_trained
+from csu_lib.records import load_run
 from csu_lib.training import train_run
 
 C, N = 6, 400
@@ -95,7 +100,7 @@ def test_stationary_fit_needs_no_optimizer_group():
 
 def _independent_gap(rec) -> np.ndarray:
     """|s - s*| from the record's own files: model.pt's s, scores_train.npy and the labels trained on."""
-    _, loss = rec.load_model()
+    _, loss = load_trained(rec)
     s = loss.log_sigma2().double().numpy()
     p = np.clip(rec.scores("train").astype(np.float64), 1e-7, 1 - 1e-7)
     y = rec.corruption().labels.astype(np.float64)
@@ -146,7 +151,7 @@ def test_model_pt_pairs_the_best_weights_with_the_s_of_the_same_epoch(tmp_path, 
     best, epochs = rec.final_metrics["best_epoch"], len(rec.history)
     assert best < epochs - 1
     steps = len(rec.log_sigma2) // epochs
-    _, loss = rec.load_model()
+    _, loss = load_trained(rec)
     s_model = loss.log_sigma2().numpy()
     np.testing.assert_array_equal(s_model, rec.log_sigma2[(best + 1) * steps - 1])
     assert not np.allclose(s_model, rec.log_sigma2[-1])
@@ -158,6 +163,58 @@ def test_model_pt_pairs_the_best_weights_with_the_s_of_the_same_epoch(tmp_path, 
     # a record written before the reliability block existed: read at the best epoch's last step
     legacy = replace(rec, final_metrics={k: v for k, v in rec.final_metrics.items() if k != "reliability"})
     np.testing.assert_array_equal(final_log_sigma2(legacy), s_model)
+
+
+def test_the_record_stores_the_selected_s_once_and_reads_records_of_the_old_form(tmp_path, smoke_config):
+    """New records keep the selected model's s only in final_metrics.json's reliability block
+    (model.pt's loss state and record.json's copy of the metrics leave it out), and the record
+    exposes it, s* and the derived sigma one way; records of the old form (s also in model.pt)
+    and of the oldest (no reliability block) still read, with the same numbers."""
+    cfg = smoke_config.replace(corruption=smoke_config.corruption.replace(kind="san", ratio=0.3))
+    rec = train_run(cfg, tmp_path / "new", progress=False)
+    saved = torch.load(rec.path / "model.pt", map_location="cpu", weights_only=False)
+    assert saved["loss"] == {} and rec.loss_state == {}
+    assert "reliability" not in json.loads((rec.path / "record.json").read_text())["final_metrics"]
+    s = rec.final_log_sigma2
+    assert s.dtype == np.float64 and s.shape == (rec.scores("train").shape[1],)
+    np.testing.assert_array_equal(s, rec.final_metrics["reliability"]["log_sigma2"])
+    np.testing.assert_array_equal(s, final_log_sigma2(rec))
+    np.testing.assert_array_equal(rec.final_sigma, sigma_of(s))
+    np.testing.assert_array_equal(rec.final_multiplier, multiplier_of(s, 1.0))
+    _, loss = load_trained(rec)  # the loss gets the record's s back
+    np.testing.assert_array_equal(loss.log_sigma2().double().numpy(), s)
+    # s*: the unconstrained optimum of the selected network, as the loss computes it from the files
+    star = loss.stationary_log_sigma2(rec.scores("train"), rec.corruption().labels)
+    np.testing.assert_allclose(rec.optimum_log_sigma2, star, rtol=1e-6)
+    assert np.median(np.abs(s - np.clip(star, *cfg.loss.csu_clamp))) < 1e-3  # the stationary fit sits there
+    table = stationarity_table([rec])
+    assert table["recomputed"].iloc[0] == pytest.approx(table["stored"].iloc[0], abs=1e-5)
+
+    # the old form: the same record with the s also in model.pt's loss state
+    old = tmp_path / "old"
+    shutil.copytree(rec.path, old)
+    torch.save({**saved, "loss": {"s": torch.tensor(s, dtype=torch.float32)}}, old / "model.pt")
+    old_rec = load_run(old)
+    np.testing.assert_array_equal(old_rec.final_log_sigma2, s)
+    np.testing.assert_array_equal(load_trained(old_rec)[1].log_sigma2().double().numpy(), s)
+    pd.testing.assert_frame_equal(stationarity_table([old_rec]).drop(columns="path"), table.drop(columns="path"))
+    # the oldest form: no reliability block; s from the log (best epoch) and from model.pt
+    metrics = {k: v for k, v in rec.final_metrics.items() if k != "reliability"}
+    (old / "final_metrics.json").write_text(json.dumps(metrics))
+    oldest = load_run(old)
+    assert oldest.stationarity == {} and oldest.optimum_log_sigma2 is None
+    steps = len(oldest.log_sigma2) // len(oldest.history)
+    np.testing.assert_array_equal(oldest.final_log_sigma2,
+                                  oldest.log_sigma2[(metrics["best_epoch"] + 1) * steps - 1].astype(np.float64))
+    np.testing.assert_allclose(oldest.final_log_sigma2, s, rtol=1e-6)
+    shifted = torch.tensor(s + 0.25, dtype=torch.float32)  # model.pt's own s is what the loss gets
+    torch.save({**saved, "loss": {"s": shifted}}, old / "model.pt")
+    np.testing.assert_array_equal(load_trained(load_run(old))[1].log_sigma2(), shifted)
+    # a BCE run: no learned s anywhere
+    bce = train_run(cfg.replace(loss=cfg.loss.replace(name="bce"), train=cfg.train.replace(epochs=1)),
+                    tmp_path / "bce", progress=False)
+    assert bce.final_log_sigma2 is None and bce.optimum_log_sigma2 is None and bce.final_sigma is None
+    assert reliability(load_trained(bce)[1]) is None
 
 
 def test_two_sided_run_trains_and_sits_at_its_optimum(tmp_path, smoke_config, smoke_data):

@@ -23,7 +23,7 @@ from csu_lib.core.errors import ConfigError
 from csu_lib.features import FeatureLoader
 from csu_lib.records import load_run
 from csu_lib.study import comparison_configs, run_all, run_config
-from csu_lib.pipeline import prepare_data
+from csu_lib.pipeline import load_trained, prepare_data
 from csu_lib.training import dependencies, plan, predict, train_run
 from csu_lib.training.method_rules import teacher_mask
 from csu_lib.pipeline.data_pipeline import DataCache, restrict_training, training_folds
@@ -85,7 +85,7 @@ def test_each_clip_is_scored_by_the_fold_teacher_that_never_trained_on_it(oof):
         # ... on the student's noisy labels of those clips
         np.testing.assert_array_equal(teacher.corruption().labels, data.train_labels[folds != k])
         # each held-out clip's score is that teacher's prediction on it
-        model, _ = teacher.load_model(CPU)
+        model, _ = load_trained(teacher, CPU)
         np.testing.assert_allclose(scores[folds == k], predict(model, feats, held_out, 128, CPU), rtol=0, atol=1e-6)
     assert record.summary["method"]["masked"] == int((teacher_mask(data.train_labels, scores, 5.0) == 0).sum())
 
@@ -194,7 +194,7 @@ def test_teacher_folds_1_keeps_every_id_and_the_in_sample_teacher(oof):
     assert info["source"] == "trained" and info["path"] == str(teacher_dir)
     teacher = load_run(teacher_dir)
     assert teacher.summary["n_train"] == len(data.train_idx)  # in-sample: the whole split
-    model, _ = teacher.load_model(CPU)
+    model, _ = load_trained(teacher, CPU)
     np.testing.assert_allclose(teacher_scores(student, data, run_dir=record.path),
                                predict(model, FeatureLoader(data.store, CPU), data.train_idx, 128, CPU),
                                rtol=0, atol=1e-6)

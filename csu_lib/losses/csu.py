@@ -1,9 +1,6 @@
-"""Losses. Every loss takes logits ``z`` (B, C), targets ``y`` (B, C) in [0, 1] and an optional
-mask (B, C) of 0/1 weights (0 = the element is left out of the loss), and returns a scalar.
-
-CSU (Class-wise Supervision Unreliability, Hou et al. 2026) as adopted in docs/methods.md, section 1 -- this
-is OUR RECONSTRUCTION (homoscedastic-uncertainty weighting per class); the paper does not print
-the formula::
+"""CSU (Class-wise Supervision Unreliability, Hou et al. 2026) as adopted in docs/methods.md,
+section 1 -- this is OUR RECONSTRUCTION (homoscedastic-uncertainty weighting per class); the paper
+does not print the formula::
 
     s_c = log sigma_c^2          (learned, initialised to 0, so CSU starts as plain BCE)
     L   = mean_n sum_c [ exp(-s_c) * BCE(z_nc, y_nc) + s_c / 2 ]
@@ -11,15 +8,14 @@ the formula::
 so dL/dz_nc = exp(-s_c) (sigmoid(z_nc) - y_nc) / B (the multiplier 1/sigma_c^2 = exp(-s_c)) and,
 for a fixed network, the optimum is exp(s_c) = 2 * mean_n BCE_nc. Options: ``scale="half"``
 uses exp(-s_c)/2 (the 1/(2 sigma^2) form; optimum exp(s_c) = mean BCE), ``class_reduction="mean"``
-averages over classes instead of summing (same optimum).
+averages over classes instead of summing (same optimum). sigma, the multiplier and the optimum
+are those of :mod:`.reliability` (the one definition).
 
 The learned reliability has ONE interface, :class:`LearnedReliability`: the log-variance
 ``s = log sigma^2`` (:meth:`~LearnedReliability.log_sigma2`), ``sigma`` and the gradient
 multiplier (the ``scale`` option included), its optimiser group (no weight decay, optionally its
-own learning rate) and its projection into the clamp range after every step. :func:`reliability`
-is how any other module finds it on a loss (None for BCE), and :func:`sigma_of` /
-:func:`multiplier_of` are the one definition of sigma and of the multiplier from a stored
-``log sigma^2`` (tensors or arrays), used by the run record and every analysis.
+own learning rate), its projection into the clamp range after every step, and its stationary
+point for a fixed network.
 """
 from __future__ import annotations
 
@@ -30,78 +26,10 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .config import LossConfig
-from .core import registry
-
-ArrayLike = Union[np.ndarray, torch.Tensor]
-
-#: The loss registry: name -> loss class (with a ``from_config(config, n_classes)`` constructor).
-LOSSES: dict[str, type] = registry.registry("loss")
-
-
-def elementwise_bce(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """(B, C) binary cross-entropy on logits, computed in float32 for stability."""
-    return F.binary_cross_entropy_with_logits(logits.float(), targets.float(), reduction="none")
-
-
-# ---------------------------------------------------------------------------------------------
-# The one definition of sigma and of the multiplier from log sigma^2
-
-
-def _exp(x: ArrayLike) -> ArrayLike:
-    return torch.exp(x) if torch.is_tensor(x) else np.exp(np.asarray(x, dtype=np.float64))
-
-
-def sigma_of(log_sigma2: ArrayLike) -> ArrayLike:
-    """sigma = exp(s / 2) from s = log sigma^2 (a tensor, or an array computed in float64)."""
-    return _exp(log_sigma2 / 2 if torch.is_tensor(log_sigma2) else np.asarray(log_sigma2, np.float64) / 2)
-
-
-def multiplier_of(log_sigma2: ArrayLike, scale: float = 1.0) -> ArrayLike:
-    """The effective gradient multiplier ``scale / sigma^2 = scale * exp(-s)`` (``scale`` 0.5 for
-    ``csu_scale="half"``, 1 otherwise: :func:`scale_of`)."""
-    x = -log_sigma2 if torch.is_tensor(log_sigma2) else -np.asarray(log_sigma2, np.float64)
-    return scale * _exp(x)
-
-
-def scale_of(config: LossConfig) -> float:
-    """The factor on exp(-s) of a loss configuration (``csu_scale``: full 1, half 0.5)."""
-    return 0.5 if config.csu_scale == "half" else 1.0
-
-
-def learns_reliability(config: LossConfig) -> bool:
-    """Whether a loss configuration learns a per-class reliability (logs ``log sigma^2``)."""
-    return issubclass(registry.get("loss", config.name), LearnedReliability)
-
-
-# ---------------------------------------------------------------------------------------------
-# Losses
-
-
-@registry.register("loss", "bce")
-class BCELoss(nn.Module):
-    """Plain BCE: mean over clips of the sum over classes (the scale CSU reduces to at s = 0)."""
-
-    has_parameters = False
-
-    @classmethod
-    def from_config(cls, config: LossConfig, n_classes: int) -> "BCELoss":
-        return cls()
-
-    def forward(self, logits: torch.Tensor, targets: torch.Tensor,
-                mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-        bce = elementwise_bce(logits, targets)
-        if mask is not None:
-            bce = bce * mask
-        return bce.sum(dim=1).mean()
-
-
-def bce_from_scores(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
-    """(N, C) float64 BCE of sigmoid ``scores`` (probabilities, clipped to [1e-7, 1 - 1e-7])
-    against ``targets``: the per-element loss a stored score matrix implies."""
-    p = np.clip(np.asarray(scores, dtype=np.float64), 1e-7, 1 - 1e-7)
-    y = np.asarray(targets, dtype=np.float64)
-    return -(y * np.log(p) + (1 - y) * np.log1p(-p))
+from ..config import LossConfig
+from ..core import registry
+from .bce import bce_from_scores, clipped_probabilities, elementwise_bce
+from .reliability import multiplier_of, optimum_log_sigma2, sigma_of, stationary_mean_loss
 
 
 def _masked_mean(values: np.ndarray, weights: np.ndarray, fallback: np.ndarray) -> np.ndarray:
@@ -195,7 +123,7 @@ class LearnedReliability(nn.Module):
 
     def _current(self, current: Optional[np.ndarray]) -> np.ndarray:
         s = self.s.detach().cpu().double().numpy() if current is None else np.asarray(current, np.float64)
-        return np.exp(s) / (2 * self.scale)  # the mean loss at which s is stationary
+        return stationary_mean_loss(s, self.scale)
 
     def stationarity(self, scores: np.ndarray, targets: np.ndarray, mask: Optional[np.ndarray] = None) -> dict:
         """How far this loss's s lies from its stationary point for the network that produced
@@ -240,7 +168,7 @@ class CSULoss(LearnedReliability):
     def forward(self, logits: torch.Tensor, targets: torch.Tensor,
                 mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         bce = elementwise_bce(logits, targets)
-        per_class = self.scale * torch.exp(-self.s) * bce + self.s / 2  # (B, C)
+        per_class = multiplier_of(self.s, self.scale) * bce + self.s / 2  # (B, C)
         if mask is not None:
             per_class = per_class * mask
         return self._reduce(per_class)
@@ -251,7 +179,7 @@ class CSULoss(LearnedReliability):
         bce = bce_from_scores(scores, targets)
         weights = np.ones_like(bce) if mask is None else np.asarray(mask, dtype=np.float64)
         mean = _masked_mean(bce, weights, self._current(current))
-        return np.log(2 * self.scale * np.maximum(mean, 1e-300))
+        return optimum_log_sigma2(mean, self.scale)
 
 
 @registry.register("loss", "csu2")
@@ -280,7 +208,7 @@ class TwoSidedCSULoss(CSULoss):
         s_pos, s_neg = self.s[:self.n_classes], self.s[self.n_classes:]
         pos = y * F.softplus(-z)  # -y log p
         neg = (1 - y) * F.softplus(z)  # -(1 - y) log(1 - p)
-        per_class = (self.scale * (torch.exp(-s_pos) * pos + torch.exp(-s_neg) * neg)
+        per_class = (self.scale * (multiplier_of(s_pos) * pos + multiplier_of(s_neg) * neg)
                      + (y * s_pos + (1 - y) * s_neg) / 2)
         if mask is not None:
             per_class = per_class * mask
@@ -290,26 +218,11 @@ class TwoSidedCSULoss(CSULoss):
                               current: Optional[np.ndarray] = None) -> np.ndarray:
         """[s+, s-]: log(2 * scale * mean -log p over the positives), the same over the negatives."""
         y = np.asarray(targets, dtype=np.float64)
-        p = np.clip(np.asarray(scores, dtype=np.float64), 1e-7, 1 - 1e-7)
+        p = clipped_probabilities(scores)
         m = np.ones_like(y) if mask is None else np.asarray(mask, dtype=np.float64)
         current = self._current(current)
         c = self.n_classes
         mean_pos = _masked_mean(-np.log(p), m * y, current[:c])
         mean_neg = _masked_mean(-np.log1p(-p), m * (1 - y), current[c:])
         both = np.concatenate([mean_pos, mean_neg])
-        return np.log(2 * self.scale * np.maximum(both, 1e-300))
-
-
-def build_loss(config: LossConfig, n_classes: int) -> nn.Module:
-    """The loss ``config.name`` for ``n_classes`` classes."""
-    return registry.get("loss", config.name).from_config(config, n_classes)
-
-
-def sides_of(config: LossConfig) -> int:
-    """How many s values a loss learns per class: 2 for two-sided CSU (``csu2``), else 1."""
-    return 2 if config.name == "csu2" else 1
-
-
-def reliability(loss: nn.Module) -> Optional[LearnedReliability]:
-    """The learned per-class reliability of a loss module, or None (BCE learns none)."""
-    return loss if isinstance(loss, LearnedReliability) else None
+        return optimum_log_sigma2(both, self.scale)
