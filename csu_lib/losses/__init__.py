@@ -1,13 +1,14 @@
 """Losses. Every loss takes logits ``z`` (B, C), targets ``y`` (B, C) in [0, 1] and an optional
 mask (B, C) of 0/1 weights (0 = the element is left out of the loss), and returns a scalar.
 
-- :mod:`.reliability`: THE one definition of sigma, sigma^2 and the gradient multiplier from a
-  stored ``s = log sigma^2`` (:func:`sigma_of`, :func:`sigma2_of`, :func:`multiplier_of`, the
-  ``csu_scale`` factor :func:`scale_of`) and of the stationary optimum s* from a mean loss
-  (:func:`optimum_log_sigma2`), used by the losses, the run record and every analysis;
+- :mod:`.reliability`: the one home of CSU's reliability: the learned ``s = log sigma^2`` (the
+  parameter of :class:`LearnedReliability`, its one interface) and THE one definition of sigma,
+  sigma^2 and the gradient multiplier from a stored s (:func:`sigma_of`, :func:`sigma2_of`,
+  :func:`multiplier_of`, the ``csu_scale`` factor :func:`scale_of`) and of the stationary optimum s*
+  from a mean loss (:func:`optimum_log_sigma2`), used by the losses, the run record and every analysis;
 - :mod:`.bce`: binary cross-entropy on logits and on stored scores, and plain BCE;
-- :mod:`.csu`: CSU (docs/methods.md, section 1) and its two-sided form, whose learned reliability
-  has one interface, :class:`LearnedReliability`.
+- :mod:`.csu`: CSU (docs/methods.md, section 1) and its two-sided form, built on
+  :class:`LearnedReliability`.
 
 Here: the registry :data:`LOSSES` and :func:`build_loss`, :func:`reliability` (how any other module
 finds the learned reliability of a loss; None for BCE), :func:`sides_of` /
@@ -25,9 +26,9 @@ import torch.nn as nn
 from ..config import LossConfig
 from ..core import registry
 from .bce import BCELoss, bce_from_scores, clipped_probabilities, elementwise_bce
-from .csu import FITS, CSULoss, LearnedReliability, TwoSidedCSULoss
-from .reliability import (ArrayLike, multiplier_of, optimum_log_sigma2, scale_of, sigma2_of, sigma_of,
-                          stationary_mean_loss)
+from .csu import CSULoss, TwoSidedCSULoss
+from .reliability import (FITS, ArrayLike, LearnedReliability, multiplier_of, optimum_log_sigma2, scale_of,
+                          sigma2_of, sigma_of, stationary_mean_loss)
 
 #: The loss registry: name -> loss class (with a ``from_config(config, n_classes)`` constructor).
 LOSSES: dict[str, type] = registry.registry("loss")

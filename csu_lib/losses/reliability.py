@@ -10,13 +10,20 @@ float64)::
     sigma^2    = exp(s)
     multiplier = scale * exp(-s)            (scale 1, or 1/2 for csu_scale="half")
     s*         = log(2 * scale * mean loss) (the minimiser of scale * exp(-s) * loss + s / 2)
+
+The learned s itself has ONE interface, :class:`LearnedReliability` (the parameter ``s`` of CSU and
+its two-sided form): the log-variance ``s = log sigma^2`` (:meth:`~LearnedReliability.log_sigma2`),
+``sigma`` and the gradient multiplier (the ``scale`` option included), its optimiser group (no
+weight decay, optionally its own learning rate), its projection into the clamp range after every
+step, and its stationary point for a fixed network.
 """
 from __future__ import annotations
 
-from typing import Union
+from typing import Optional, Sequence, Union
 
 import numpy as np
 import torch
+import torch.nn as nn
 
 from ..config import LossConfig
 
@@ -68,3 +75,112 @@ def stationary_mean_loss(log_sigma2: np.ndarray, scale: float = 1.0) -> np.ndarr
     """The mean loss at which ``s`` is stationary, ``exp(s) / (2 * scale)`` (the inverse of
     :func:`optimum_log_sigma2`), float64."""
     return sigma2_of(log_sigma2) / (2 * scale)
+
+
+def masked_mean(values: np.ndarray, weights: np.ndarray, fallback: np.ndarray) -> np.ndarray:
+    """Per-class sum(weights * values) / sum(weights); ``fallback`` where a class has no weight."""
+    total = weights.sum(axis=0)
+    mean = np.divide((weights * values).sum(axis=0), total, out=np.zeros(values.shape[1]), where=total > 0)
+    return np.where(total > 0, mean, fallback)
+
+
+FITS = ("stationary", "gradient")
+
+
+class LearnedReliability(nn.Module):
+    """A learned per-class reliability: ``s = log sigma^2`` (parameter ``s``: C values, or 2C for
+    the two-sided form), kept in ``clamp``, scaled by ``scale`` in the loss.
+
+    ``fit``: ``"gradient"`` -- s is trained by the optimiser (:meth:`optimizer_group`), the
+    paper's form; ``"stationary"`` -- s is no optimiser parameter: the training loop sets it to
+    :meth:`stationary_log_sigma2` of the current network after every epoch, so that s is at its
+    stationary point whenever it is read.
+
+    Methods that take ``params`` also work on a functional copy of the loss's parameters (a
+    dict as :func:`torch.func.stack_module_state` makes for several stacked runs: ``s`` is then
+    (N, C)); without it they act on this module's own ``s``.
+    """
+
+    s: nn.Parameter
+
+    def __init__(self, n_params: int, *, init: float = 0.0, clamp: tuple[float, float] = (-5.0, 5.0),
+                 scale: float = 1.0, fit: str = "gradient"):
+        super().__init__()
+        if fit not in FITS:
+            raise ValueError(f"fit must be one of {FITS}, got {fit!r}")
+        self.fit = fit
+        self.s = nn.Parameter(torch.full((n_params,), float(init)), requires_grad=fit == "gradient")
+        self.clamp = (float(clamp[0]), float(clamp[1]))
+        self.scale = float(scale)
+
+    @property
+    def fits_by_gradient(self) -> bool:
+        """Whether the optimiser learns s (otherwise the loop sets it: :meth:`stationary_log_sigma2`)."""
+        return self.fit == "gradient"
+
+    def _s(self, params: Optional[dict] = None) -> torch.Tensor:
+        return self.s if params is None else params["s"]
+
+    def log_sigma2(self, params: Optional[dict] = None) -> torch.Tensor:
+        """The current s = log sigma^2, detached: (C,), or (N, C) for stacked ``params``."""
+        return self._s(params).detach()
+
+    def sigma(self, params: Optional[dict] = None) -> torch.Tensor:
+        """sigma_c = exp(s_c / 2) (detached)."""
+        return sigma_of(self.log_sigma2(params))
+
+    def multiplier(self, params: Optional[dict] = None) -> torch.Tensor:
+        """The effective gradient multiplier ``scale * exp(-s_c)`` (detached)."""
+        return multiplier_of(self.log_sigma2(params), self.scale)
+
+    def optimizer_group(self, lr: float, params: Optional[dict] = None) -> dict:
+        """The optimiser parameter group of s: no weight decay, learning rate ``lr``."""
+        return {"params": [self._s(params)], "weight_decay": 0.0, "lr": lr}
+
+    @torch.no_grad()
+    def project_(self, params: Optional[dict] = None) -> None:
+        """Keep s in its configured range (call after each optimiser step)."""
+        self._s(params).clamp_(*self.clamp)
+
+    @torch.no_grad()
+    def load_log_sigma2_(self, values: Union[Sequence[float], np.ndarray, torch.Tensor],
+                         params: Optional[dict] = None, index: Optional[int] = None) -> None:
+        """Set s (e.g. a run's learned values, to evaluate its loss elsewhere); ``params`` and
+        ``index``: run ``index`` of stacked copies."""
+        s = self._s(params) if index is None else self._s(params)[index]
+        s.copy_(torch.as_tensor(np.asarray(values, dtype=np.float64)).to(s))
+
+    def stationary_log_sigma2(self, scores: np.ndarray, targets: np.ndarray, mask: Optional[np.ndarray] = None,
+                              current: Optional[np.ndarray] = None) -> np.ndarray:
+        """The s that minimises this loss for a fixed network whose training scores are
+        ``scores`` (N, C) against ``targets`` (and 0/1 ``mask``), float64, unconstrained. The loss is
+        convex in each s_c, so the optimum over the allowed range ``clamp`` (what the stationary fit
+        sets: :meth:`constrained_optimum`) is this value clipped to it. A class (side) without any
+        weight keeps ``current`` (default: this module's s)."""
+        raise NotImplementedError
+
+    def constrained_optimum(self, scores: np.ndarray, targets: np.ndarray, mask: Optional[np.ndarray] = None,
+                            current: Optional[np.ndarray] = None) -> np.ndarray:
+        """:meth:`stationary_log_sigma2` clipped to ``clamp``: the minimiser of the loss over the
+        range s is allowed (unclamped, a class the network fits almost perfectly gets a multiplier
+        of thousands, and training collapses: clean quick runs fell to mAP 0.37-0.50)."""
+        return np.clip(self.stationary_log_sigma2(scores, targets, mask, current), *self.clamp)
+
+    def _current(self, current: Optional[np.ndarray]) -> np.ndarray:
+        s = self.s.detach().cpu().double().numpy() if current is None else np.asarray(current, np.float64)
+        return stationary_mean_loss(s, self.scale)
+
+    def stationarity(self, scores: np.ndarray, targets: np.ndarray, mask: Optional[np.ndarray] = None) -> dict:
+        """How far this loss's s lies from its stationary point for the network that produced
+        ``scores`` (what every run record stores): ``fit``, ``log_sigma2``, ``stationary_log_sigma2``
+        (the unconstrained optimum s*), ``abs_gap`` = |s - clip(s*, clamp)| per value (the distance
+        to the optimum over the allowed range), its median ``median_abs_gap``,
+        ``median_abs_gap_unconstrained`` (|s - s*|) and ``n_at_clamp`` (values of s on a bound)."""
+        s = self.s.detach().cpu().double().numpy()
+        star = self.stationary_log_sigma2(scores, targets, mask, current=s)
+        gap = np.abs(s - np.clip(star, *self.clamp))
+        on_bound = np.isclose(s, self.clamp[0]) | np.isclose(s, self.clamp[1])
+        return {"fit": self.fit, "log_sigma2": s.tolist(), "stationary_log_sigma2": star.tolist(),
+                "abs_gap": gap.tolist(), "median_abs_gap": float(np.median(gap)),
+                "median_abs_gap_unconstrained": float(np.median(np.abs(s - star))),
+                "n_at_clamp": int(on_bound.sum()), "clamp": list(self.clamp)}
