@@ -1,130 +1,26 @@
-"""Tests of the sigma analyses (csu_lib.analysis.sigma, .sigma_stats), the score plane
-(csu_lib.analysis.score_plane) and their figures in csu_lib.plots.
-
-Known answers: the score plane against the loss modules applied to the same two logits (and
-against the closed form); Spearman rho against scipy and precision@k counted by hand; a KDE's
-integral; medians of hand-made sigma logs in RunRecords built directly (no training).
+"""The sigma analyses (csu_lib.analysis.sigma, .sigma_stats): Spearman rho against scipy and
+precision@k counted by hand; a KDE's integral; medians of hand-made sigma logs in RunRecords built
+directly (no training); the half-scale multiplier as the loss applies it.
 """
 from __future__ import annotations
 
 import math
-from types import SimpleNamespace
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 from scipy import stats
 
-from csu_lib import plots
-from csu_lib.analysis import figure_stats as FS
-from csu_lib.analysis import score_plane as SP
 from csu_lib.analysis import sigma as S
 from csu_lib.analysis import sigma_stats as SS
 from csu_lib.config import CorruptionConfig, LossConfig, ModelConfig, RunConfig, TrainConfig
 from csu_lib.core import stats as ST
 from csu_lib.corruption import CorruptionResult
-from csu_lib.losses import BCELoss, CSULoss
+from csu_lib.losses import CSULoss
+from csu_lib.pipeline import load_trained
 from csu_lib.records import RunRecord, write_corruption
-from csu_lib.report import figure_files
-
-# ---------------------------------------------------------------------------------------------
-# Score plane
-
-
-@pytest.mark.parametrize("targets", [(1.0, 0.0), (0.0, 1.0), (0.7, 1.0)])
-@pytest.mark.parametrize("name", ["bce", "csu", "csu-half", "csu-mean"])
-def test_score_plane_equals_the_loss_applied_directly(name, targets):
-    s_pair = (0.8, -1.3)
-    grid_a, grid_b = np.linspace(-6, 6, 13), np.linspace(-4, 5, 10)  # A != B: orientation matters
-    if name == "bce":
-        loss_arg, module = "bce", BCELoss()
-    else:
-        scale = "half" if name == "csu-half" else "full"
-        red = "mean" if name == "csu-mean" else "sum"
-        loss_arg = LossConfig(name="csu", csu_scale=scale, csu_class_reduction=red)
-        module = CSULoss(2, scale=scale, class_reduction=red)
-        with torch.no_grad():
-            module.s.copy_(torch.tensor(s_pair))
-    surface = SP.score_plane(loss_arg, s_pair, targets, grid_a, grid_b)
-    assert surface.shape == (13, 10)
-    assert np.ptp(surface) > 0.1
-    y = torch.tensor([targets], dtype=torch.float32)
-    for i, j in [(0, 0), (3, 7), (12, 9), (6, 2)]:
-        z = torch.tensor([[grid_a[i], grid_b[j]]], dtype=torch.float32)
-        assert surface[i, j] == pytest.approx(float(module(z, y).detach()), rel=1e-6, abs=1e-6)
-    # closed form of the adopted CSU (docs/methods.md, section 1), independent of the library
-    if name == "csu":
-        za, zb = grid_a[3], grid_b[7]
-
-        def bce(z, t):
-            return max(z, 0) - z * t + math.log1p(math.exp(-abs(z)))
-
-        expected = sum(math.exp(-s) * bce(z, t) + s / 2 for z, t, s in zip((za, zb), targets, s_pair))
-        assert surface[3, 7] == pytest.approx(expected, rel=1e-6, abs=1e-6)  # BCE is float32
-
-
-def test_score_plane_is_the_pair_part_of_the_full_loss():
-    """In a 5-class CSU loss with the other logits fixed, moving (z_a, z_b) changes the full
-    per-sample loss exactly as the plane says (the other classes' terms cancel)."""
-    s = torch.tensor([0.3, -0.7, 1.1, 0.0, -0.2])
-    full = CSULoss(5)
-    with torch.no_grad():
-        full.s.copy_(s)
-    a, b = 1, 3
-    y = torch.tensor([[0.0, 1.0, 0.0, 0.0, 1.0]])
-    grid = np.linspace(-3, 3, 7)
-    surface = SP.score_plane("csu", (float(s[a]), float(s[b])), (float(y[0, a]), float(y[0, b])), grid, grid)
-
-    def full_at(za, zb):
-        z = torch.tensor([[0.5, 0.0, -1.0, 0.0, 2.0]])
-        z[0, a], z[0, b] = za, zb
-        return float(full(z, y).detach())
-
-    assert full_at(grid[6], grid[1]) - full_at(grid[0], grid[4]) == pytest.approx(
-        surface[6, 1] - surface[0, 4], rel=1e-5, abs=1e-5)
-    with pytest.raises(ValueError, match="s_pair"):
-        SP.score_plane("csu", None, (1, 0), grid, grid)
-
-
-def test_clip_logits_and_train_logits():
-    torch.manual_seed(0)
-    n, c = 8, 4
-    clean = np.zeros((n, c), np.float32)
-    clean[np.arange(n), [0, 0, 1, 1, 2, 2, 3, 3]] = 1
-    labels = clean.copy()
-    labels[1, 0], labels[1, 1] = 0, 1  # MAN 0 -> 1 (touches the pair (0, 1))
-    labels[4, 3] = 1  # SAN 2 + 3 (not the pair)
-    changed = np.zeros(n, bool)
-    changed[[1, 4]] = True
-    corr = CorruptionResult(CorruptionConfig(kind="man", ratio=0.25), labels, clean, changed,
-                            np.zeros(n, np.int8), np.array([-1, 0, -1, -1, 2, -1, -1, -1]),
-                            np.array([-1, 1, -1, -1, 3, -1, -1, -1]), np.zeros(c), np.zeros(c))
-    feats = np.random.default_rng(0).normal(size=(n + 2, 6, 5)).astype(np.float32)
-    store = SimpleNamespace(features=feats, batch=lambda rows: torch.from_numpy(feats[rows]))
-    data = SimpleNamespace(store=store, train_idx=np.arange(2, n + 2), train_labels=labels, corruption=corr)
-    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(30, c), torch.nn.Dropout(0.5))
-    model.train()
-    logits = SP.train_logits(model, data, batch_size=3)
-    assert model.training  # mode restored
-    model.eval()
-    with torch.no_grad():
-        direct = model(torch.from_numpy(feats[2:])).numpy()
-    np.testing.assert_allclose(logits, direct, rtol=1e-6, atol=1e-6)
-
-    df = SP.clip_logits(None, data, (0, 1), logits=logits)
-    assert list(df["row"]) == [0, 1, 2, 3]  # clips with a positive of class 0 or 1
-    assert list(df["corrupted"]) == [False, True, False, False]
-    np.testing.assert_allclose(df["z_a"], logits[:4, 0])
-    np.testing.assert_allclose(df["z_b"], logits[:4, 1])
-    assert list(df["y_b"]) == [0, 1, 1, 1] and list(df["clean_b"]) == [0, 0, 1, 1]
-    same = SP.clip_logits(model, data, (0, 1))
-    pd.testing.assert_frame_equal(df, same, rtol=1e-6)
-    all_clips = SP.clip_logits(None, data, (2, 3), logits=logits, subset="all")
-    assert len(all_clips) == n and all_clips["corrupted"].sum() == 1 and all_clips["clip_corrupted"].sum() == 2
-    pairs = SP.corruption_pairs(corr)
-    assert pairs[["source", "target", "count"]].values.tolist() == [[0, 1, 1], [2, 3, 1]]
+from csu_lib.study import run_config
+from csu_lib.training import train_run
 
 
 # ---------------------------------------------------------------------------------------------
@@ -303,96 +199,6 @@ def test_sigma_vs_truth_table(tmp_path):
 # ---------------------------------------------------------------------------------------------
 # Figures
 
-
-@pytest.fixture(autouse=True)
-def _close_figures():
-    yield
-    plt.close("all")
-
-
-def test_plot_sigma_kde_and_vs_truth(fake_runs):
-    dens = SS.sigma_densities(S.sigma_table(fake_runs), split_corrupted=True)
-    ax = plots.plot_sigma_kde(dens, title="t")
-    assert len(ax.lines) == len(dens)
-    assert [t.get_text().split(" (n=")[0] for t in ax.get_legend().get_texts()] == list(dens)
-    ax2 = plots.plot_sigma_kde({"san": (np.linspace(0, 1, 5), np.ones(5))})
-    assert len(ax2.lines) == 1
-
-    res = SS.sigma_vs_truth(SIGMA, RATE, k=3, n_boot=100)
-    top = FS.top_sigma_classes(SIGMA, RATE, res["k"])
-    np.testing.assert_array_equal(top, ST.top_k(SIGMA, 3))
-    ax = plots.plot_sigma_vs_truth(SIGMA, RATE, res, label="san 50%", top=top)
-    assert len(ax.collections) == 2  # the classes and the top-k rings
-    assert len(ax.collections[0].get_offsets()) == 10 and len(ax.collections[1].get_offsets()) == 3
-    legend = ax.get_legend().get_texts()[0].get_text()
-    assert f"{res['rho']:.2f}" in legend and f"{res['ci_lo']:.2f}" in legend and "P@3" in legend
-
-
-def test_plot_score_plane():
-    grid_a, grid_b = np.linspace(-4, 4, 9), np.linspace(-3, 3, 7)
-    surf = SP.score_plane("csu", (0.5, -0.5), (1, 0), grid_a, grid_b)
-    clips = pd.DataFrame({"z_a": [0.1, 1.0, -2.0], "z_b": [0.0, 2.0, -1.0], "corrupted": [False, True, False]})
-    import matplotlib.pyplot as plt
-    from matplotlib.contour import ContourSet
-
-    fig, axes = plt.subplots(1, 2)
-    plots.plot_score_plane(SP.score_plane("bce", None, (1, 0), grid_a, grid_b), grid_a, grid_b, clips, axes[0])
-    ax = plots.plot_score_plane(surf, grid_a, grid_b, clips, axes[1], class_names=("dog", "cat"))
-    assert sum(isinstance(c, ContourSet) for c in ax.collections) == 2  # filled + lines
-    scat = [c for c in ax.collections if not isinstance(c, ContourSet)]
-    assert sorted(len(c.get_offsets()) for c in scat) == [1, 2]
-    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["clean clips (n=2)", "corrupted clips (n=1)"]
-    assert "dog" in ax.get_xlabel() and ax.get_xlim() == (-4.0, 4.0)
-    with pytest.raises(ValueError):
-        plots.plot_score_plane(surf.T, grid_a, grid_b)
-
-
-def test_plot_landscapes_and_plotly(tmp_path):
-    from matplotlib.contour import ContourSet
-
-    alphas, betas = np.linspace(-1, 1, 5), np.linspace(-1, 1, 4)
-    curves = {"bce": alphas ** 2, "csu": np.vstack([alphas ** 2, 2 * alphas ** 2])}
-    means = FS.mean_curves(curves)
-    assert list(means) == ["csu"] and np.allclose(means["csu"], 1.5 * alphas ** 2)
-    ax = plots.plot_landscape_1d(alphas, curves, means=means)
-    assert len(ax.lines) == 1 + 2 + 1 + 1  # bce, two csu directions + their mean, the alpha=0 line
-    assert np.allclose(ax.lines[3].get_ydata(), 1.5 * alphas ** 2)
-    with pytest.raises(ValueError, match="means"):  # the plot does not average: it is given the mean
-        plots.plot_landscape_1d(alphas, curves)
-    surface = 1 + np.add.outer(alphas ** 2, 2 * betas ** 2)
-    ax = plots.plot_landscape_2d(alphas, betas, surface, log=True)
-    assert any(isinstance(c, ContourSet) for c in ax.collections)
-    assert ax.lines[-1].get_xydata().tolist() == [[0.0, 0.0]]
-    fig = plots.plotly_landscape_2d(alphas, betas, surface, title="x")
-    assert fig.data[0].type == "surface"
-    assert np.asarray(fig.data[0].z).shape == (4, 5)  # rows = beta
-    path = figure_files.save_plotly(fig, "land", tmp_path)
-    html = path.read_text()
-    assert path.name == "land.html" and len(html) > 1_000_000  # plotly.js embedded: works offline
-    assert 'src="https://cdn.plot.ly' not in html
-
-
-def test_plot_geometry_summary():
-    def summ(v):
-        return {"top_eigenvalue": v, "hessian_trace": 10 * v, "epsilon_sharpness": v / 10, "mean_loss_rise": v / 5}
-
-    axes = plots.plot_geometry_summary(FS.geometry_bars({"bce": summ(2.0), "csu": summ(1.0)}))
-    assert len(axes) == 4
-    assert all(len(ax.patches) == 2 for ax in axes)
-    assert axes[0].patches[0].get_height() == pytest.approx(2.0)
-    nested = {"san 50%": {"bce": [summ(2.0), summ(3.0)], "csu": [summ(1.0), summ(1.5)]},
-              "man 50%": {"bce": [summ(4.0), summ(4.5)], "csu": [summ(2.0), summ(2.5)]}}
-    bars = FS.geometry_bars(nested, statistics=["top_eigenvalue", "hessian_trace"])
-    row = bars[(bars["statistic"] == "top_eigenvalue") & (bars["condition"] == "san 50%") & (bars["method"] == "bce")]
-    m, lo, hi = ST.mean_ci(np.array([2.0, 3.0]))
-    assert row[["mean", "lo", "hi", "n"]].to_numpy().tolist() == [[float(m), float(lo), float(hi), 2]]
-    axes = plots.plot_geometry_summary(bars)
-    assert len(axes) == 2 and len(axes[0].patches) == 4
-    assert axes[0].patches[0].get_height() == pytest.approx(2.5)  # bce, san: mean of 2 and 3
-    assert len(axes[0].lines) > 0  # error bars (two runs)
-    assert [t.get_text() for t in axes[0].get_xticklabels()] == ["san 50%", "man 50%"]
-
-
 def test_half_scale_multiplier_is_the_losses_own(tmp_path):
     """With csu_scale="half" the multiplier is 1/(2 sigma^2) everywhere it is read -- the record,
     the trajectories and the sigma table -- as the loss applies it (independent formula here)."""
@@ -407,3 +213,32 @@ def test_half_scale_multiplier_is_the_losses_own(tmp_path):
     loss = CSULoss(3, scale="half")
     loss.load_log_sigma2_(rec.log_sigma2[-1])
     np.testing.assert_allclose(loss.multiplier().numpy(), rec.multiplier[-1], rtol=1e-6)
+
+
+# --------------------------------------------------------------------------------------------
+# the half-scale multiplier in the trajectory figure's numbers, from a real run
+
+
+def test_half_scale_multiplier_trajectory_end_to_end(tmp_path, smoke_data):
+    config = run_config("smoke", loss="csu", loss_options={"csu_scale": "half"}, epochs=1, device="cpu")
+    assert config.loss.csu_scale == "half"
+    rec = train_run(config, tmp_path / "half", data=smoke_data, progress=False)
+    assert rec.learns_sigma
+    _, loss = load_trained(rec)
+    assert loss.scale == 0.5
+    s = rec.log_sigma2.astype(np.float64)
+    # the loss's own multiplier at the last logged s is half exp(-s) ...
+    loss.load_log_sigma2_(s[-1])
+    own = loss.multiplier().double().numpy()
+    np.testing.assert_allclose(own, 0.5 * np.exp(-s[-1]), rtol=1e-6)
+    # ... and is what the trajectory functions (and so the figure) report
+    progress, mult = S.multiplier_trajectory(rec)
+    assert progress[-1] == 1.0
+    np.testing.assert_allclose(mult, 0.5 * np.exp(-s), rtol=1e-6)
+    np.testing.assert_allclose(mult[-1], own, rtol=1e-5)
+    agg = S.aggregate_trajectories([rec], n_points=11)
+    assert agg["progress"].iloc[-1] == 1.0
+    assert agg["mean"].iloc[-1] == pytest.approx(float(np.median(own)), rel=1e-5), \
+        "the trajectory figure's final multiplier is not the loss's own (0.5 * exp(-s))"
+    table = S.sigma_table([rec])
+    np.testing.assert_allclose(table["multiplier"].to_numpy(), own, rtol=1e-5)
