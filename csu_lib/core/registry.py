@@ -63,35 +63,8 @@ def load() -> None:
 
 
 class Registry(dict):
-    """A registry: a ``dict`` (name -> object) whose reads first fill every registry (:func:`load`)."""
-
-    def __getitem__(self, name: Any) -> Any:
-        load()
-        return super().__getitem__(name)
-
-    def __contains__(self, name: object) -> bool:
-        load()
-        return super().__contains__(name)
-
-    def __iter__(self):
-        load()
-        return super().__iter__()
-
-    def __reversed__(self):
-        load()
-        return super().__reversed__()
-
-    def __len__(self) -> int:
-        load()
-        return super().__len__()
-
-    def __eq__(self, other: object) -> bool:
-        load()
-        return super().__eq__(other)
-
-    def __ne__(self, other: object) -> bool:
-        load()
-        return super().__ne__(other)
+    """A registry: a ``dict`` (name -> object) whose reads first fill every registry (:func:`load`).
+    Every reading method of ``dict`` is wrapped (:data:`_READS`); writes are ``dict``'s own."""
 
     def __or__(self, other: Any) -> dict:
         load()
@@ -101,44 +74,32 @@ class Registry(dict):
         load()
         return other | dict(self.items())
 
-    def __repr__(self) -> str:
-        load()
-        return super().__repr__()
-
-    def get(self, name: Any, default: Any = None) -> Any:
-        load()
-        return super().get(name, default)
-
-    def keys(self):
-        load()
-        return super().keys()
-
-    def values(self):
-        load()
-        return super().values()
-
-    def items(self):
-        load()
-        return super().items()
-
     def copy(self) -> dict:
         load()
         return dict(super().items())
 
-    def pop(self, name: Any, *default: Any) -> Any:
-        load()
-        return super().pop(name, *default)
-
-    def popitem(self) -> tuple[Any, Any]:
-        load()
-        return super().popitem()
-
-    def setdefault(self, name: Any, default: Any = None) -> Any:
-        load()
-        return super().setdefault(name, default)
-
     def __reduce__(self):  # pickles (and copies) as a plain dict of the full registry
         return dict, (dict(self.items()),)
+
+
+#: The methods of ``dict`` that read a registry, and so fill it first.
+_READS = ("__getitem__", "__contains__", "__iter__", "__reversed__", "__len__", "__eq__", "__ne__", "__repr__",
+          "get", "keys", "values", "items", "pop", "popitem", "setdefault")
+
+
+def _filling_first(name: str) -> Callable:
+    method = getattr(dict, name)
+
+    def read(self: Registry, *args: Any, **kwargs: Any) -> Any:
+        load()
+        return method(self, *args, **kwargs)
+
+    read.__name__ = read.__qualname__ = name
+    return read
+
+
+for _name in _READS:
+    setattr(Registry, _name, _filling_first(_name))
 
 
 _REGISTRIES: dict[str, Registry] = {kind: Registry() for kind in KINDS}
