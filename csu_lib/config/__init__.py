@@ -8,6 +8,7 @@ package imports no implementation.
 
 - :mod:`.base`: the :class:`Serialisable` mixin (``to_dict``/``from_dict``/``hash``);
 - :mod:`.data`: :class:`FrontendConfig`, :class:`BenchmarkConfig`, :class:`DataConfig` and presets;
+- :mod:`.profiles`: the named study sizes (smoke, quick, paper: :class:`Profile`, :func:`get_profile`);
 - :mod:`.data_spec`: :class:`DataSpec`, the one data description of notebooks, study files and
   ``csu figures --data`` (:func:`parse_data_spec`);
 - :mod:`.run`: :class:`CorruptionConfig`, :class:`MethodConfig`, :class:`ModelConfig`,
@@ -17,10 +18,12 @@ package imports no implementation.
 from .base import Serialisable
 from .data import BENCHMARK_PRESETS, FRONTEND_PRESETS, BenchmarkConfig, DataConfig, FrontendConfig, frontend_preset
 from .data_spec import DATA_SPEC_KEYS, DataSpec, parse_data_spec
+from .profiles import PROFILES, Profile, get_profile
 from .run import (CORRUPTION_KINDS, LR_SCHEDULES, CorruptionConfig, LossConfig, MethodConfig, ModelConfig, RunConfig,
                   TrainConfig, corruption_label, method_label, method_spec, parse_condition, parse_method_spec)
 
 __all__ = ["BENCHMARK_PRESETS", "CORRUPTION_KINDS", "DATA_SPEC_KEYS", "DataSpec", "parse_data_spec", "FRONTEND_PRESETS", "LR_SCHEDULES", "BenchmarkConfig",
+           "PROFILES", "Profile", "get_profile",
            "CorruptionConfig", "DataConfig", "FrontendConfig", "LossConfig", "MethodConfig", "ModelConfig",
            "RunConfig", "Serialisable", "TrainConfig", "corruption_label", "frontend_preset", "method_label",
            "method_spec", "parse_condition", "parse_method_spec"]

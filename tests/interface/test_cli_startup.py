@@ -48,6 +48,8 @@ def _cli_in_fresh_interpreter(argv: list[str]) -> tuple[int, list[str], str]:
     (["sweep"], 2, "the following arguments are required: study"),   # missing argument
     (["train", "--seed", "x"], 2, "invalid int value: 'x'"),
     (["sweep", "s.yaml", "--cpus-per-run", "0"], 2, "--cpus-per-run must be > 0"),
+    (["figures", "--profile", "nope"], 2, "unknown profile 'nope'; choose one of: paper, quick, smoke"),
+    (["figures", "--only", "nope"], 2, "no notebook named 'nope'"),
 ])
 def test_help_and_argument_errors_import_no_heavy_stack(argv, status, message):
     rc, heavy, stderr = _cli_in_fresh_interpreter(argv)
