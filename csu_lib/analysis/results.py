@@ -237,14 +237,17 @@ def mean_test_metrics(records) -> pd.DataFrame:
                  lwlrap=("lwlrap", "mean"), n=("seed", "count")).reset_index())
 
 
-#: What a run's final metrics say about how it ended (:func:`csu_lib.training.engine.convergence`).
-CONVERGENCE = ("epochs_run", "best_epoch", "stopped_early", "hit_epoch_cap", "plateau", "lr_decays")
+#: What a run's final metrics say about how it ended (:func:`csu_lib.training.convergence.convergence`).
+CONVERGENCE = ("epochs_run", "best_epoch", "stopped_early", "hit_epoch_cap", "plateau", "lr_decays", "converged",
+               "loss_change", "val_map_change")
 
 
 def convergence_table(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per run: its id, condition, model, method, loss and seed, and how it ended
     (:data:`CONVERGENCE`: epochs run, best epoch, whether early stopping fired, whether it hit
-    the epoch cap, whether it reached a validation plateau, learning-rate decays on a plateau).
+    the epoch cap, whether it reached a validation plateau, learning-rate decays on a plateau, and
+    the convergence rule: converged, the relative change of the training loss and the spread of
+    validation mAP over the last 10% of its epochs).
     Runs recorded before these fields
     existed have NaN there."""
     runs = with_condition(runs) if "condition" not in runs.columns else runs

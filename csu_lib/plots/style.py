@@ -52,3 +52,10 @@ def surface_inputs(surface, axis_a, axis_b):
     if surface.shape != (len(axis_a), len(axis_b)):
         raise ValueError(f"surface has shape {surface.shape}, expected ({len(axis_a)}, {len(axis_b)})")
     return surface, axis_a, axis_b
+
+
+def note_not_converged(fig: plt.Figure, n_not: int, n_runs: int) -> None:
+    """Say under the axes of ``fig`` how many of the runs behind it did not converge (the rule of
+    :mod:`csu_lib.training.convergence`)."""
+    fig.text(0.01, -0.02, f"{n_not} of {n_runs} runs did not converge (last 10% of epochs: training loss "
+             "changed by >= 2% or validation mAP by >= 0.01)", fontsize=7, color="#b2182b", ha="left", va="top")

@@ -177,6 +177,10 @@ def _degradation(js: dict) -> Rows:
         out.append(("runs that stopped on a plateau / hit the epoch cap",
                     f"{sum(bool(c.get('stopped_early')) for c in conv)} / {sum(bool(c.get('hit_epoch_cap')) for c in conv)}"
                     f" of {len(conv)}"))
+        judged = [c for c in conv if c.get("converged") is not None and c.get("converged") == c.get("converged")]
+        if judged:
+            out.append(("runs converged (last 10% of epochs: training loss < 2%, validation mAP < 0.01)",
+                        f"{sum(bool(c['converged']) for c in judged)} of {len(judged)}"))
     return out
 
 

@@ -9,10 +9,18 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Optional
 
 from ..core.io import atomic_path, atomic_write_json, atomic_write_text
+from ..plots.style import note_not_converged
 
 
-def save_figure(fig, name: str, fig_dir: str | os.PathLike) -> list[Path]:
-    """Write ``fig`` (a matplotlib figure) as ``<fig_dir>/<name>.png`` and ``.pdf``; returns the paths."""
+def save_figure(fig, name: str, fig_dir: str | os.PathLike, *, runs: Optional[Iterable[Any]] = None) -> list[Path]:
+    """Write ``fig`` (a matplotlib figure) as ``<fig_dir>/<name>.png`` and ``.pdf``; returns the paths.
+
+    ``runs``: the trained runs the figure compares (records or a run table); when any of them did
+    not converge (:func:`runs_behind`'s ``not_converged``), the figure says how many under its axes."""
+    if runs is not None:
+        behind = runs_behind(runs)
+        if behind.get("not_converged"):
+            note_not_converged(fig, len(behind["not_converged"]), behind["n_runs"])
     paths = []
     for ext in ("png", "pdf"):
         path = Path(fig_dir) / f"{name}.{ext}"
@@ -41,14 +49,25 @@ def save_numbers(name: str, numbers: Mapping[str, Any], fig_dir: str | os.PathLi
 
 
 def runs_behind(runs: Iterable[Any]) -> dict:
-    """{n_runs, seeds, run_ids} of run records, run configs or a run table (duplicates counted once)."""
+    """{n_runs, seeds, run_ids} of run records, run configs or a run table (duplicates counted once),
+    and, for records or a table with their final metrics, ``not_converged``: the ids of the runs
+    the convergence rule (:mod:`csu_lib.training.convergence`) did not find converged (absent for
+    configs and for records written before the rule)."""
     if hasattr(runs, "columns"):  # a run table (records.load_runs)
-        pairs = zip(runs["run_id"], runs["train.seed"])
+        pairs = list(zip(runs["run_id"], runs["train.seed"]))
+        flags = list(runs["converged"]) if "converged" in runs.columns else None
     else:
+        runs = list(runs)
         configs = [getattr(r, "config", r) for r in runs]
-        pairs = ((c.run_id, c.train.seed) for c in configs)
+        pairs = [(c.run_id, c.train.seed) for c in configs]
+        metrics = [getattr(r, "final_metrics", None) for r in runs]
+        flags = [m.get("converged") for m in metrics] if all(m is not None for m in metrics) else None
     seen = dict((str(run_id), int(seed)) for run_id, seed in pairs)
-    return {"n_runs": len(seen), "seeds": sorted(set(seen.values())), "run_ids": sorted(seen)}
+    out = {"n_runs": len(seen), "seeds": sorted(set(seen.values())), "run_ids": sorted(seen)}
+    known = [(str(run_id), bool(f)) for (run_id, _), f in zip(pairs, flags or []) if f is not None and f == f]
+    if known:  # (f == f: not NaN, a run recorded before the rule)
+        out["not_converged"] = sorted({run_id for run_id, ok in known if not ok})
+    return out
 
 
 def save_plotly(fig, name: str, fig_dir: str | os.PathLike) -> Path:

@@ -78,24 +78,24 @@ def corruption_label_counts_numbers(meta: dict, counts: pd.DataFrame, clean_labe
 
 def degradation_numbers(*, profile: str, metric: str, kinds: Sequence[str], ratios: list, models: list,
                         losses: Sequence[str], table: pd.DataFrame, paired: Optional[pd.DataFrame],
-                        convergence: pd.DataFrame, configs: Sequence) -> dict:
+                        convergence: pd.DataFrame, runs: Sequence) -> dict:
     """``degradation``: :func:`csu_lib.analysis.results.degradation_table`, the paired difference
-    and the convergence table of the runs (``configs``)."""
+    and the convergence table of the runs (``runs``: their records, or their configs)."""
     return _with_runs({"profile": profile, "metric": metric, "kinds": list(kinds), "ratios": ratios, "models": models,
                        "losses": list(losses), "ci": CI_OVER_SEEDS, "table": _records(table),
                        "paired_difference": _records(paired), "convergence": _records(convergence),
-                       "run_ids": [c.run_id for c in configs]}, configs)
+                       "run_ids": [getattr(r, "config", r).run_id for r in runs]}, runs)
 
 
 def relative_change_numbers(*, profile: str, metric: str, ratio: float, change: pd.DataFrame,
-                            paired: Optional[pd.DataFrame], configs: Sequence) -> dict:
+                            paired: Optional[pd.DataFrame], runs: Sequence) -> dict:
     """``relative_change``: :func:`csu_lib.analysis.results.relative_change` at ``ratio`` and the
     paired difference's rows at that ratio."""
     return _with_runs({"profile": profile, "metric": metric, "ratio": ratio,
                        "definition": "100 * (m_ratio - m_clean) / m_clean, paired by backbone, loss and seed; "
                                      "mean and 95% Student-t CI over seeds", "table": _records(change),
                        "paired_difference": None if paired is None else
-                       _records(paired[paired["ratio"].sub(ratio).abs() < 1e-9])}, configs)
+                       _records(paired[paired["ratio"].sub(ratio).abs() < 1e-9])}, runs)
 
 
 def class_precision_numbers(*, profile: str, condition: str, condition_label: str, model: str, split: str,

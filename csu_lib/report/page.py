@@ -109,7 +109,12 @@ def _runs_line(numbers: Optional[dict]) -> str:
     if behind["n_runs"] == 0:
         return "No trained model behind it: it shows the labels (the corruption draw) only."
     seeds = ", ".join(str(s) for s in behind["seeds"])
-    return f"Runs behind it: {behind['n_runs']} (seed{'s' if len(behind['seeds']) != 1 else ''} {seeds})."
+    line = f"Runs behind it: {behind['n_runs']} (seed{'s' if len(behind['seeds']) != 1 else ''} {seeds})"
+    if "not_converged" not in behind:
+        return line + "."
+    n_not = len(behind["not_converged"])
+    return line + (f"; {n_not} did not converge (last 10% of epochs: training loss changed by >= 2% or validation "
+                   f"mAP by >= 0.01): {', '.join(behind['not_converged'])}." if n_not else "; all converged.")
 
 
 def _made_by_line(name: str, entry: Optional[FigureEntry], made_by) -> str:

@@ -93,7 +93,7 @@ def _train_task(config_dict: dict, run_dir: str, data_dir: str, cache_dir: str) 
     fm = record.final_metrics
     return {"test_mAP": float(fm["test"]["mAP"]), "seconds": time.perf_counter() - t0, "pid": os.getpid(),
             "epochs": int(fm["epochs_run"]), "best_epoch": int(fm["best_epoch"]),
-            "stopped_early": bool(fm.get("stopped_early", False))}
+            "stopped_early": bool(fm.get("stopped_early", False)), "converged": fm.get("converged")}
 
 
 def run_parallel(configs: Sequence[RunConfig], runs_dir: str | os.PathLike, *, workers: int, threads: int,
@@ -147,6 +147,8 @@ def run_parallel(configs: Sequence[RunConfig], runs_dir: str | os.PathLike, *, w
                 bar.update(1)
                 if progress:
                     how = "early stop" if out["stopped_early"] else "epoch cap"
+                    if out["converged"] is not None:
+                        how += ", converged" if out["converged"] else ", NOT converged"
                     bar.write(f"[{bar.n}/{len(todo)}] {config.run_id} ({config.corruption.label}): test mAP "
                               f"{out['test_mAP']:.4f}, best epoch {out['best_epoch'] + 1} of {out['epochs']} "
                               f"({how}), {out['seconds']:.0f} s")

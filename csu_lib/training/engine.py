@@ -40,6 +40,7 @@ from .predict import predict
 from ..pipeline.data_pipeline import PreparedData
 from .optimiser import lr_factor
 from .seeding import batch_generator, epoch_order
+from .convergence import convergence
 
 #: ``on_step(epoch, step)``: called before every optimiser step (tests use it to simulate a crash).
 StepHook = Callable[[int, int], None]
@@ -289,21 +290,6 @@ def train_epochs(backend: Backend, states: Sequence[RunState], start_epoch: int,
         bar.close()
 
 
-#: A run reached a validation plateau when early stopping fired or its best epoch lies at least
-#: this many epochs before its last one.
-PLATEAU_EPOCHS = 3
-
-
-def convergence(best_epoch: int, epochs_run: int, stopped_early: bool, epoch_cap: int) -> dict:
-    """How a run ended, for its final metrics: ``best_epoch`` (0-based), ``epochs_run``,
-    ``stopped_early`` (early stopping fired), ``hit_epoch_cap`` (it ran ``train.epochs`` without
-    stopping) and ``plateau`` (early stopping fired, or the best validation mAP came at least
-    :data:`PLATEAU_EPOCHS` epochs before the last epoch)."""
-    return {"best_epoch": int(best_epoch), "epochs_run": int(epochs_run), "stopped_early": bool(stopped_early),
-            "hit_epoch_cap": bool(not stopped_early and epochs_run >= epoch_cap), "epoch_cap": int(epoch_cap),
-            "plateau": bool(stopped_early or best_epoch <= epochs_run - 1 - PLATEAU_EPOCHS)}
-
-
 def start_runs(backend: Backend, states: Sequence[RunState]) -> None:
     """The files every run writes before its first step (versions, corruption, skipped clips)."""
     if not backend.is_main:
@@ -328,7 +314,7 @@ def finish_run(backend: Backend, k: int, state: RunState) -> None:
         write_scores(state.run_dir, split, scores[split])
     rows = {split: data.split_rows(split) for split in scores}
     final = {**final_metrics(data.manifest, scores, rows, data.corruption),
-             **convergence(state.best["epoch"], len(state.history), state.stopped, tc.epochs),
+             **convergence(state.history, state.best["epoch"], state.stopped, tc.epochs),
              "lr_decays": state.lr_decays}
     rel = reliability(loss_fn)
     if rel is not None:  # s of the selected model against its stationary point for those weights

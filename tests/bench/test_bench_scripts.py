@@ -171,16 +171,23 @@ def test_frontend_cache_with_44k_source_resamples(tmp_path):
     assert "source_rate 44100" in out and "ratio cache/on-the-fly" in out
 
 
-def test_time_to_converge_prints_every_backbone_and_the_worker_ratio(tmp_path):
+def test_time_to_converge_prints_every_recipe_and_backbone_and_the_worker_ratio(tmp_path):
     out = run_bench("time_to_converge.py", "--profile", "smoke", "--models", "small_cnn,pooled_cnn", "--seeds", "0,1",
-                    "--epochs", "2", "--patience", "1", "--workers", "2", "--threads-per-worker", "1",
+                    "--setting", "capped:epochs=2,early_stopping_patience=1",
+                    "--setting", "budget:epochs=3,lr_schedule=cosine,early_stopping_patience=None",
+                    "--workers", "2", "--threads-per-worker", "1",
                     "--compare-workers", "--compare-runs", "2", "--runs-dir", str(tmp_path))
     for model in ("small_cnn", "pooled_cnn"):
-        m = re.search(rf"{model}: test mAP {NUMBER} \[(-?{NUMBER}), {NUMBER}\] over 2 seeds, {NUMBER} epochs", out)
-        assert m, out
-        mean, lo, _, hi, epochs = (float(g) for g in m.groups())
-        assert lo <= mean <= hi and 1 <= epochs <= 2
-    macs = {m: float(re.search(rf"\| {m} \| {NUMBER} \| 103970 \|", out).group(1)) for m in ("small_cnn", "pooled_cnn")}
+        for setting, cap in (("capped", 2), ("budget", 3)):
+            m = re.search(rf"{model} {setting}: test mAP {NUMBER} \[(-?{NUMBER}), {NUMBER}\] over 2 seeds, "
+                          rf"{NUMBER} epochs.*converged ([0-2])/2", out)
+            assert m, out
+            mean, lo, _, hi, epochs = (float(g) for g in m.groups()[:5])
+            assert lo <= mean <= hi and 1 <= epochs <= cap
+    # the budget recipe runs every one of its 3 epochs (no early stopping) on a cosine schedule
+    assert re.search(rf"\| budget \| pooled_cnn \| {NUMBER} \| 103970 \| 32 \| {NUMBER} \| cosine \| 3 \|", out), out
+    macs = {m: float(re.search(rf"\| capped \| {m} \| {NUMBER} \| 103970 \|", out).group(1))
+            for m in ("small_cnn", "pooled_cnn")}
     assert macs["pooled_cnn"] < macs["small_cnn"] / 5  # the 3x3-pooled input: about an eighth of the work
     m = re.search(rf"ratio one-process/workers: {NUMBER}x", out)
     assert m and float(m.group(1)) > 0, out

@@ -160,7 +160,7 @@ def test_a_figure_function_writes_what_the_catalog_reads(tmp_path):
     numbers = figure_numbers.degradation_numbers(
         profile="smoke", metric=js["metric"], kinds=["san"], ratios=[0.0, 0.5], models=["pooled_cnn"],
         losses=["bce", "csu"], table=pd.DataFrame(js["table"]), paired=pd.DataFrame(js["paired_difference"]),
-        convergence=pd.DataFrame(js["convergence"]), configs=configs)
+        convergence=pd.DataFrame(js["convergence"]), runs=configs)
     assert list(numbers)[-1] == "runs_behind" and numbers["runs_behind"] == figure_files.runs_behind(configs)
     figure_files.save_numbers("degradation", numbers, tmp_path)
     stored = json.loads((tmp_path / "degradation.json").read_text())
