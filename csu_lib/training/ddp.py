@@ -167,9 +167,10 @@ class Distributed(SingleProcess):
             val = M.evaluate(scores, data.manifest.labels[data.val_idx])
         return [self.ctx.broadcast_object(val)]
 
-    def train_scores(self, states: Sequence[RunState]) -> list[Optional[np.ndarray]]:
+    def train_scores(self, states: Sequence[RunState], positions: Optional[np.ndarray] = None
+                     ) -> list[Optional[np.ndarray]]:
         """Rank 0 scores the training clips (the others wait for its s: :meth:`set_log_sigma2`)."""
-        return super().train_scores(states) if self.is_main else [None]
+        return super().train_scores(states, positions) if self.is_main else [None]
 
     def set_log_sigma2(self, k: int, values: Optional[np.ndarray]) -> None:
         super().set_log_sigma2(k, self.ctx.broadcast_object(values))

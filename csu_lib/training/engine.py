@@ -40,7 +40,7 @@ from .predict import predict
 from ..pipeline.data_pipeline import PreparedData
 from .optimiser import lr_factor
 from .seeding import batch_generator, epoch_order
-from .convergence import convergence
+from .convergence import convergence, fit_losses, wants_fit_loss
 
 #: ``on_step(epoch, step)``: called before every optimiser step (tests use it to simulate a crash).
 StepHook = Callable[[int, int], None]
@@ -173,9 +173,10 @@ class Backend:
         """The learned reliability of the runs' loss (its settings; None for BCE)."""
         return None
 
-    def train_scores(self, states: Sequence[RunState]) -> list[Optional[np.ndarray]]:
-        """Every run's (n_train, C) scores on its training clips in eval mode (None where this
-        process does not compute them)."""
+    def train_scores(self, states: Sequence[RunState], positions: Optional[np.ndarray] = None
+                     ) -> list[Optional[np.ndarray]]:
+        """Every run's (n_train, C) scores on its training clips in eval mode, or on the training
+        clips at ``positions`` of the training split (None where this process does not compute them)."""
         raise NotImplementedError
 
     def set_log_sigma2(self, k: int, values: Optional[np.ndarray]) -> None:
@@ -259,6 +260,8 @@ def train_epochs(backend: Backend, states: Sequence[RunState], start_epoch: int,
                 s_buf[-1] = backend.log_sigma2()  # the log's last step of an epoch holds the epoch's fit
             s_np = s_buf.cpu().numpy() if s_buf is not None else None
             vals = backend.validate(states)
+            may_stop = tc.early_stopping_patience is not None
+            fits = fit_losses(backend, states) if wants_fit_loss(tc.epochs, epoch, may_stop) else [None] * backend.n
             seconds = time.perf_counter() - t0
             model_states = [backend.model_state(k) for k in range(backend.n)]
             for k, state in enumerate(states):
@@ -267,7 +270,7 @@ def train_epochs(backend: Backend, states: Sequence[RunState], start_epoch: int,
                 if s_np is not None:
                     state.log_sigma2.append(s_np[:, k])
                 row = {"epoch": epoch, "train_loss": float(loss_sum[k]) / steps_per_epoch, "seconds": seconds,
-                       "lr_scale": state.lr_scale,
+                       "lr_scale": state.lr_scale, **({} if fits[k] is None else {"train_fit_loss": fits[k]}),
                        **{f"val.{key}": v for key, v in vals[k].items()}}
                 state.end_epoch(row, model_states[k], backend.loss_state(k))
                 if backend.is_main:

@@ -115,9 +115,10 @@ class SingleProcess(Backend):
     def reliability(self):
         return self._reliability
 
-    def train_scores(self, states: Sequence[RunState]) -> list[Optional[np.ndarray]]:
-        data = states[0].data
-        return [predict(self.model, self.feats, data.train_idx, self.eval_batch_size, self.device)]
+    def train_scores(self, states: Sequence[RunState], positions: Optional[np.ndarray] = None
+                     ) -> list[Optional[np.ndarray]]:
+        rows = states[0].data.train_idx if positions is None else states[0].data.train_idx[positions]
+        return [predict(self.model, self.feats, rows, self.eval_batch_size, self.device)]
 
     def set_log_sigma2(self, k: int, values: Optional[np.ndarray]) -> None:
         self._reliability.load_log_sigma2_(values)

@@ -219,8 +219,10 @@ class Stacked(Backend):
     def reliability(self):
         return self.stack.reliability
 
-    def train_scores(self, states: Sequence[RunState]) -> list[Optional[np.ndarray]]:
-        return list(self._scores(states[0].data.train_idx))
+    def train_scores(self, states: Sequence[RunState], positions: Optional[np.ndarray] = None
+                     ) -> list[Optional[np.ndarray]]:
+        rows = states[0].data.train_idx if positions is None else states[0].data.train_idx[positions]
+        return list(self._scores(rows))
 
     def set_log_sigma2(self, k: int, values: Optional[np.ndarray]) -> None:
         self.stack.reliability.load_log_sigma2_(values, self.stack.loss_params, index=k)

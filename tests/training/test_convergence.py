@@ -51,3 +51,49 @@ def test_convergence_keeps_how_the_run_ended():
     assert out["converged"] is True and out["loss_change"] == 0.0
     capped = convergence(hist, best_epoch=9, stopped_early=False, epoch_cap=10)
     assert capped["hit_epoch_cap"] and not capped["plateau"]
+
+
+def test_the_fit_loss_is_read_where_both_window_ends_have_it():
+    # the step-averaged loss drops 10% at the end (noise), the fit loss 1%: the fit loss decides
+    hist = _history([1.0] * 18 + [1.0, 0.9], [0.8] * 20)
+    for row, fit in zip(hist[-3:], (2.0, 1.99, 1.98)):
+        row["train_fit_loss"] = fit
+    out = converged(hist)
+    assert out["loss_measure"] == "train_fit_loss" and out["loss_change"] == pytest.approx(0.01) and out["converged"]
+    del hist[-3]["train_fit_loss"]  # the window's start lacks it: the step-averaged loss is read
+    out = converged(hist)
+    assert out["loss_measure"] == "train_loss" and out["loss_change"] == pytest.approx(0.1) and not out["converged"]
+
+
+def test_the_fit_loss_is_measured_where_the_window_can_lie():
+    from csu_lib.training.convergence import FIT_CLIPS, fit_positions, wants_fit_loss
+
+    # 30 epochs without early stopping: window 3, so epochs 26..29 (the one before the window, and it)
+    assert [e for e in range(30) if wants_fit_loss(30, e, may_stop_early=False)] == [26, 27, 28, 29]
+    assert all(wants_fit_loss(30, e, may_stop_early=True) for e in range(30))
+    pos = fit_positions(1600)
+    assert len(pos) == FIT_CLIPS and len(set(pos)) == FIT_CLIPS and list(pos) == sorted(pos) and pos[-1] < 1600
+    assert (fit_positions(1600) == pos).all() and list(fit_positions(10)) == list(range(10))
+
+
+def test_a_trained_run_records_its_fit_loss_in_the_window_and_judges_by_it(tmp_path, smoke_data):
+    from csu_lib.losses import bce_from_scores
+    from csu_lib.study import run_config
+    from csu_lib.training import train_run
+    from csu_lib.training.convergence import fit_positions
+
+    config = run_config("smoke", epochs=4, device="cpu", train={"lr_schedule": "cosine"})
+    rec = train_run(config, tmp_path / "run", data=smoke_data, progress=False)
+    hist = rec.history.to_dict(orient="records")
+    # 4 epochs, window 2: the fit loss is measured after epochs 1, 2 and 3 only
+    assert [e for e, row in enumerate(hist) if row.get("train_fit_loss") == row.get("train_fit_loss")
+            and "train_fit_loss" in row] == [1, 2, 3]
+    assert rec.final_metrics["loss_measure"] == "train_fit_loss"
+    start, last = hist[1]["train_fit_loss"], hist[3]["train_fit_loss"]
+    assert rec.final_metrics["loss_change"] == pytest.approx(abs(last - start) / start)
+    # the last epoch is the best here (smoke, seed 0), so its fit loss is the stored training scores'
+    # BCE on those clips, recomputed from the record
+    assert rec.final_metrics["best_epoch"] == 3
+    pos = fit_positions(len(smoke_data.train_idx))
+    bce = bce_from_scores(rec.scores("train")[pos], smoke_data.train_labels[pos])
+    assert float(bce.sum(axis=1).mean()) == pytest.approx(last, rel=1e-5)
