@@ -5,6 +5,7 @@
   no import cycle between modules; imports of csu_lib at module level only, and third-party
   imports inside functions only for the optional heavy dependencies.
 - Size: no module over 400 lines.
+- Analysis reads finished runs and imports no training code (:data:`FORBIDDEN_IMPORTS`).
 - Ownership: nothing outside ``csu_lib/losses/`` inspects a loss for its learned ``s`` (or its clamp);
   sigma, the multiplier and the stationary optimum s* are defined once, in
   ``csu_lib/losses/reliability.py`` (no exp(s / 2), exp(-s) or log(2 * ...) anywhere else), and
@@ -426,3 +427,25 @@ def test_figure_modules_draw_only_and_compute_no_statistic():
     for snippet, reported in planted.items():
         found = statistics_in_figures({"csu_lib.plots.planes": (path, source + "\n" + snippet + "\n")})
         assert len(found) == 1 and reported in found[0], (snippet, found)
+
+
+#: Pairs of stages where the lower may not be imported although the layer order would allow it:
+#: analysis reads finished runs (records, the data pipeline, ``pipeline.trained``) and never the
+#: training code.
+FORBIDDEN_IMPORTS = (("csu_lib.analysis", "csu_lib.training"),)
+
+
+def forbidden_imports(mods: dict[str, tuple[Path, str]]) -> list[str]:
+    known = set(mods)
+    return [f"{module}:{line} imports {target}" for module, (path, source) in mods.items()
+            for importer, imported in FORBIDDEN_IMPORTS if module.startswith(importer)
+            for target, line, _ in imports(module, path, source, known)
+            if target == imported or target.startswith(imported + ".")]
+
+
+def test_analysis_imports_no_training_code():
+    assert forbidden_imports(MODULES) == []
+    path, source = MODULES["csu_lib.analysis.sigma"]
+    planted = source + "\nfrom ..training import train_run\n"
+    assert forbidden_imports({"csu_lib.analysis.sigma": (path, planted)}) == [
+        f"csu_lib.analysis.sigma:{planted.count(chr(10))} imports csu_lib.training"]
