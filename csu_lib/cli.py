@@ -61,22 +61,24 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _figures(args: argparse.Namespace) -> int:
+    if args.report_only:
+        from .report import write_report
+
+        print(f"[csu figures] wrote {write_report(resolve_path(args.fig_dir))}")
+        return 0
     from . import notebook_runner as notebooks
     from .config import parse_data_spec
     from .config.profiles import get_profile
 
-    if not args.report_only:  # the arguments are checked before the training stack is imported
-        get_profile(args.profile)
-        spec = parse_data_spec(args.data, where="--data") if args.data else None
-        names = list(args.only or notebooks.FIGURE_NOTEBOOKS)
-        for name in names:
-            notebooks.notebook_path(name)
+    # every argument is checked before the training stack is imported
+    get_profile(args.profile)
+    spec = parse_data_spec(args.data, where="--data") if args.data else None
+    names = list(args.only or notebooks.FIGURE_NOTEBOOKS)
+    for name in names:
+        notebooks.notebook_path(name)
     from .report import environment, record_notebook, write_report
     from .study.pool import THREADS_ENV, WORKERS_ENV, resolve_workers
 
-    if args.report_only:
-        print(f"[csu figures] wrote {write_report(resolve_path(args.fig_dir))}")
-        return 0
     runs_dir = resolve_path(args.runs_dir)
     fig_dir = resolve_path(args.fig_dir)
     executed = runs_dir / "executed" / args.profile

@@ -1,4 +1,4 @@
-"""The class-noise audit (issue 14): rank the classes by estimated label unreliability with
+"""The class-noise audit: rank the classes by estimated label unreliability with
 several estimators side by side and, where the truth is known (injected corruption), score each
 estimator against it.
 

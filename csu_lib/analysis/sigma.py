@@ -214,8 +214,8 @@ def class_trajectories(record: RunRecord, grid: int | np.ndarray = 101, *,
 def stationarity_table(records: Sequence[RunRecord]) -> pd.DataFrame:
     """One row per CSU run: how it learned s (``fit``), and the median over classes of |s - s*| for
     the selected model, s* = log(2 * scale * mean BCE_c) over the training clips
-    (:func:`~csu_lib.losses.optimum_log_sigma2`) clipped to the allowed range ``loss.csu_clamp`` (the loss is convex in s, so that is its optimum over the
-    range); ``n_at_clamp``: classes whose s sits on a bound of the range (their unconstrained
+    (:func:`~csu_lib.losses.optimum_log_sigma2`) clipped to the allowed range ``loss.csu_clamp``
+    (the loss is convex in s, so that is its optimum over the range); ``n_at_clamp``: classes whose s sits on a bound of the range (their unconstrained
     optimum lies beyond it). ``recomputed``: the same median computed here from the record's files
     (``scores_train.npy`` and the corrupted training labels, :func:`~csu_lib.losses.bce_from_scores`),
     independently of the training loop;

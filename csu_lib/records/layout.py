@@ -4,7 +4,9 @@
 
     config.json          the RunConfig (written first; a rerun with another config is refused)
     versions.json        python / torch / torchaudio / numpy / csu_lib / platform / device
-    history.json         per-epoch metrics (rewritten atomically after every epoch)
+    history.json         per-epoch metrics (rewritten atomically after every epoch): train_loss,
+                         val.*, seconds, lr_scale and, where the convergence rule reads it,
+                         train_fit_loss (csu_lib.training.convergence)
     log_sigma2.npy       (steps, C) float32: s_c = log sigma_c^2 after every optimiser step (the last
                          step of an epoch: after the epoch's stationary fit, loss.csu_fit), for a
                          loss that learns a reliability (CSU; 2C for csu2); records written before this name
