@@ -221,8 +221,15 @@ class TrainConfig(Serialisable):
     #: first plateau stops it. (Multiplies ``lr_schedule``'s factor.)
     lr_decays: int = 0
     lr_decay_factor: float = 0.1
+    #: Batch-norm recalibration ("precise BN"): before every evaluation (validation, the fit loss,
+    #: the stationary fit of s, the final scores) BatchNorm's running averages are replaced by the
+    #: mean batch statistics of this many training clips (a fixed subset, in batches of
+    #: ``batch_size``), so that an evaluation depends on the weights alone, not on the last few
+    #: batches the running averages saw. Training itself is unchanged (its batch statistics and
+    #: random draws are the same). 0: off, the running averages as trained.
+    bn_recalibration: int = 0
 
-    HASH_OMIT = {"lr_decays": 0, "lr_decay_factor": 0.1}
+    HASH_OMIT = {"lr_decays": 0, "lr_decay_factor": 0.1, "bn_recalibration": 0}
 
     def __post_init__(self) -> None:
         _check(isinstance(self.lr_decays, int) and not isinstance(self.lr_decays, bool) and self.lr_decays >= 0,
@@ -231,6 +238,9 @@ class TrainConfig(Serialisable):
                "must be a number in (0, 1)", self.lr_decay_factor)
         _check(self.lr_decays == 0 or self.early_stopping_patience is not None, "train.lr_decays",
                "> 0 needs early_stopping_patience (the plateau that triggers a decay)", self.lr_decays)
+        _check(isinstance(self.bn_recalibration, int) and not isinstance(self.bn_recalibration, bool)
+               and self.bn_recalibration >= 0, "train.bn_recalibration", "must be an integer >= 0 (clips; 0: off)",
+               self.bn_recalibration)
         _check(self.features_in_memory in ("auto", "always", "never"), "train.features_in_memory",
                "must be 'auto', 'always' or 'never'", self.features_in_memory)
         _check(self.lr_schedule in LR_SCHEDULES, "train.lr_schedule", f"must be one of {LR_SCHEDULES}",

@@ -28,6 +28,7 @@ from typing import Optional, Sequence
 import numpy as np
 
 from ..losses import bce_from_scores
+from .seeding import fixed_subset
 
 #: The share of a run's epochs the convergence rule looks at (its last ones).
 WINDOW_SHARE = 0.1
@@ -60,10 +61,8 @@ def wants_fit_loss(epochs: int, epoch: int, may_stop_early: bool) -> bool:
 
 def fit_positions(n_train: int) -> np.ndarray:
     """The positions in the training split of the clips the fit loss is measured on: the first
-    :data:`FIT_CLIPS` of a permutation drawn with seed 0, sorted (all clips when fewer)."""
-    if n_train <= FIT_CLIPS:
-        return np.arange(n_train)
-    return np.sort(np.random.default_rng(0).permutation(n_train)[:FIT_CLIPS])
+    :data:`FIT_CLIPS` of :func:`~csu_lib.training.seeding.fixed_subset`."""
+    return fixed_subset(n_train, FIT_CLIPS)
 
 
 def fit_losses(backend, states: Sequence) -> list[Optional[float]]:

@@ -146,6 +146,11 @@ class Backend:
         ranks and checks that the ranks agree)."""
         return loss_sum
 
+    def recalibrate_bn(self, states: Sequence[RunState]) -> None:
+        """Batch-norm recalibration (``train.bn_recalibration``) of every run's model on its fixed
+        subset of training clips, before the evaluations of an epoch."""
+        raise NotImplementedError(f"{type(self).__name__} does not recalibrate batch norm (train.bn_recalibration)")
+
     def validate(self, states: Sequence[RunState]) -> list[Optional[dict]]:
         """Validation metrics of every run that has not stopped (None for a stopped one)."""
         raise NotImplementedError
@@ -256,6 +261,8 @@ def train_epochs(backend: Backend, states: Sequence[RunState], start_epoch: int,
                     s_buf[step] = backend.log_sigma2()
                 bar.update(1)
             loss_sum = backend.end_epoch(epoch, loss_sum, s_buf)
+            if tc.bn_recalibration:
+                backend.recalibrate_bn(states)
             if fit_reliability(backend, states) and s_buf is not None:
                 s_buf[-1] = backend.log_sigma2()  # the log's last step of an epoch holds the epoch's fit
             s_np = s_buf.cpu().numpy() if s_buf is not None else None

@@ -64,8 +64,9 @@ def group_key(config: RunConfig) -> str:
 
 
 def groupable(config: RunConfig) -> bool:
-    """Whether a run can be trained in a group at all (its method does not transform batches)."""
-    return config.method.name not in BATCH_METHODS
+    """Whether a run can be trained in a group at all: its method does not transform batches and
+    it does not recalibrate batch norm (``train.bn_recalibration``: one-run backends only)."""
+    return config.method.name not in BATCH_METHODS and not config.train.bn_recalibration
 
 
 def check_group(configs: Sequence[RunConfig]) -> None:
@@ -77,6 +78,9 @@ def check_group(configs: Sequence[RunConfig]) -> None:
         dup = sorted({i for i in ids if ids.count(i) > 1})
         raise ConfigError(f"a vectorised group lists the same run twice: {', '.join(dup)}")
     for c in configs:
+        if c.train.bn_recalibration:
+            raise ConfigError(f"run {c.run_id}: train.bn_recalibration={c.train.bn_recalibration} is not supported in a "
+                              "vectorised group; train it on its own (train_run) or set train.bn_recalibration=0")
         if not groupable(c):
             raise ConfigError(f"run {c.run_id}: method {c.method.name!r} transforms batches "
                               f"({', '.join(sorted(BATCH_METHODS))} do); train it on its own (train_run), "

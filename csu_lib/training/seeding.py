@@ -5,7 +5,9 @@
   (:func:`epoch_order`), and batch transforms (mixup, PSL chunks) draw from one seeded by
   ``seed * 1_000_003 + e + 500_000`` (:func:`batch_generator`);
 - torchrun ranks > 0 and vectorised groups draw dropout from streams of their own
-  (:func:`seed_rank`, :func:`group_seed`).
+  (:func:`seed_rank`, :func:`group_seed`);
+- the fixed subsets of training clips (the fit loss, batch-norm recalibration) are the first k of
+  one permutation drawn with seed 0 (:func:`fixed_subset`), the same for every run of a dataset.
 """
 from __future__ import annotations
 
@@ -33,6 +35,15 @@ def init_model(config: RunConfig, n_classes: int) -> nn.Module:
 def epoch_order(seed: int, epoch: int, n_train: int) -> np.ndarray:
     """The order in which epoch ``epoch`` visits the ``n_train`` training clips."""
     return torch.randperm(n_train, generator=torch.Generator().manual_seed(seed * SEED_STRIDE + epoch)).numpy()
+
+
+def fixed_subset(n_train: int, k: int) -> np.ndarray:
+    """Positions in the training split of a fixed subset of ``k`` clips: the first ``k`` of a
+    permutation drawn with seed 0, sorted (all clips when ``n_train <= k``). The subsets of two
+    sizes are nested."""
+    if n_train <= k:
+        return np.arange(n_train)
+    return np.sort(np.random.default_rng(0).permutation(n_train)[:k])
 
 
 def batch_generator(seed: int, epoch: int) -> torch.Generator:

@@ -10,9 +10,9 @@ from .. import metrics as M
 from ..features import FeatureLoader
 from ..losses import build_loss, reliability
 from .engine import Backend, RunState
-from .predict import predict
+from .predict import predict, recalibrate_batchnorm
 from .optimiser import make_optimizer
-from .seeding import init_model
+from .seeding import fixed_subset, init_model
 
 
 class SingleProcess(Backend):
@@ -103,6 +103,11 @@ class SingleProcess(Backend):
 
     def log_sigma2(self) -> torch.Tensor:
         return self._reliability.log_sigma2()[None]
+
+    def recalibrate_bn(self, states: Sequence[RunState]) -> None:
+        data, tc = states[0].data, states[0].config.train
+        rows = data.train_idx[fixed_subset(len(data.train_idx), tc.bn_recalibration)]
+        recalibrate_batchnorm(self.model, self.feats, rows, tc.batch_size, self.device)
 
     def validate(self, states: Sequence[RunState]) -> list[Optional[dict]]:
         data = states[0].data
