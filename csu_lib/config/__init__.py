@@ -13,16 +13,19 @@ package imports no implementation.
   ``csu figures --data`` (:func:`parse_data_spec`);
 - :mod:`.run`: :class:`CorruptionConfig`, :class:`MethodConfig`, :class:`ModelConfig`,
   :class:`LossConfig`, :class:`TrainConfig`, :class:`RunConfig`, and the spellings
-  ``san:0.5`` (:func:`parse_condition`) and ``csu+mixup_or`` (:func:`parse_method_spec`).
+  ``san:0.5`` (:func:`parse_condition`) and ``csu+mixup_or`` (:func:`parse_method_spec`);
+- :mod:`.loss_fields`: which loss reads which :class:`LossConfig` field (a run id leaves out the
+  others), the default bootstrap weights and the checks of the robust losses' fields.
 """
 from .base import Serialisable
 from .data import BENCHMARK_PRESETS, FRONTEND_PRESETS, BenchmarkConfig, DataConfig, FrontendConfig, frontend_preset
 from .data_spec import DATA_SPEC_KEYS, DataSpec, parse_data_spec
+from .loss_fields import BOOTSTRAP_BETA
 from .profiles import PROFILES, Profile, get_profile
 from .run import (CORRUPTION_KINDS, LR_SCHEDULES, CorruptionConfig, LossConfig, MethodConfig, ModelConfig, RunConfig,
                   TrainConfig, corruption_label, method_label, method_spec, parse_condition, parse_method_spec)
 
-__all__ = ["BENCHMARK_PRESETS", "CORRUPTION_KINDS", "DATA_SPEC_KEYS", "DataSpec", "parse_data_spec", "FRONTEND_PRESETS", "LR_SCHEDULES", "BenchmarkConfig",
+__all__ = ["BENCHMARK_PRESETS", "BOOTSTRAP_BETA", "CORRUPTION_KINDS", "DATA_SPEC_KEYS", "DataSpec", "parse_data_spec", "FRONTEND_PRESETS", "LR_SCHEDULES", "BenchmarkConfig",
            "PROFILES", "Profile", "get_profile",
            "CorruptionConfig", "DataConfig", "FrontendConfig", "LossConfig", "MethodConfig", "ModelConfig",
            "RunConfig", "Serialisable", "TrainConfig", "corruption_label", "frontend_preset", "method_label",

@@ -10,6 +10,7 @@ from ..core import registry
 from ..core.errors import ConfigError, unknown_name
 from .base import Serialisable, _check, _is_number
 from .data import DataConfig, FrontendConfig
+from .loss_fields import check_robust_loss_fields, unread_fields
 
 CORRUPTION_KINDS = ("none", "san", "man", "sln", "missing")
 
@@ -154,7 +155,9 @@ class ModelConfig(Serialisable):
 
 @dataclass(frozen=True)
 class LossConfig(Serialisable):
-    """``bce`` or ``csu``; the ``csu_*`` fields apply to CSU only (docs/methods.md, section 1)."""
+    """``bce``, ``csu``/``csu2`` (the ``csu_*`` fields; docs/methods.md, section 1) or a
+    sample-wise robust loss: ``gce``, ``sce``, ``bootstrap``, ``asl``, ``apl`` (the fields named
+    after each; ``apl`` also reads ASL's focusing and margin, ``asl_*``; section 1b)."""
 
     name: str = "bce"
     csu_init: float = 0.0
@@ -167,13 +170,35 @@ class LossConfig(Serialisable):
     #: parameter of the optimiser with learning rate csu_lr: the paper's form, read before its
     #: stationary point unless the run is long; docs/methods.md, section 1)
     csu_fit: str = "stationary"
+    #: GCE's exponent q in (0, 1]: q -> 0 is BCE, q = 1 the absolute error |y - p|
+    gce_q: float = 0.7
+    #: SCE = sce_alpha * BCE + sce_beta * reverse CE, in which log 0 counts as sce_log_zero (A)
+    sce_alpha: float = 0.1
+    sce_beta: float = 1.0
+    sce_log_zero: float = -4.0
+    #: bootstrapping's target b * y + (1 - b) * prediction: "soft" (the probability) or "hard"
+    #: (the probability thresholded at 0.5); b = bootstrap_beta, None: BOOTSTRAP_BETA[kind];
+    #: bootstrap_detach: no gradient through the prediction inside the target
+    bootstrap_kind: str = "soft"
+    bootstrap_beta: Optional[float] = None
+    bootstrap_detach: bool = True
+    #: ASL (and APL): focusing exponents of the positive and negative terms, probability margin m
+    asl_gamma_pos: float = 0.0
+    asl_gamma_neg: float = 4.0
+    asl_margin: float = 0.05
+    #: APL: the Taylor coefficients of the positive (eps1, eps2) and negative (eps1_neg) terms
+    apl_eps1: float = 1.0
+    apl_eps2: float = -2.5
+    apl_eps1_neg: float = 0.0
 
     # fields added after run ids were stored: omitted from the hash at their earlier behaviour
-    HASH_OMIT = {"csu_fit": "gradient"}
+    HASH_OMIT = {"csu_fit": "gradient", "gce_q": 0.7, "sce_alpha": 0.1, "sce_beta": 1.0, "sce_log_zero": -4.0,
+                 "bootstrap_kind": "soft", "bootstrap_beta": None, "bootstrap_detach": True, "asl_gamma_pos": 0.0,
+                 "asl_gamma_neg": 4.0, "asl_margin": 0.05, "apl_eps1": 1.0, "apl_eps2": -2.5, "apl_eps1_neg": 0.0}
 
     def hash_omitted(self) -> set:
-        # a loss without a learned reliability has no use for csu_fit: BCE ids never change
-        return super().hash_omitted() | ({"csu_fit"} if self.name == "bce" else set())
+        # a loss's id ignores the fields of the other losses (BCE ids never see csu_fit)
+        return super().hash_omitted() | unread_fields(self.name)
 
     def __post_init__(self) -> None:
         registry.check("loss", self.name)
@@ -187,6 +212,7 @@ class LossConfig(Serialisable):
                self.csu_scale)
         _check(self.csu_class_reduction in ("sum", "mean"), "loss.csu_class_reduction",
                "must be 'sum' or 'mean'", self.csu_class_reduction)
+        check_robust_loss_fields(self)
 
 
 LR_SCHEDULES = ("constant", "cosine")

@@ -6,9 +6,14 @@ mask (B, C) of 0/1 weights (0 = the element is left out of the loss), and return
   sigma^2 and the gradient multiplier from a stored s (:func:`sigma_of`, :func:`sigma2_of`,
   :func:`multiplier_of`, the ``csu_scale`` factor :func:`scale_of`) and of the stationary optimum s*
   from a mean loss (:func:`optimum_log_sigma2`), used by the losses, the run record and every analysis;
-- :mod:`.bce`: binary cross-entropy on logits and on stored scores, and plain BCE;
+- :mod:`.bce`: binary cross-entropy on logits and on stored scores, plain BCE, and the one
+  reduction of a per-element loss (masked, summed over classes, averaged over clips:
+  :func:`reduce_elements`, the base :class:`ElementwiseLoss`);
 - :mod:`.csu`: CSU (docs/methods.md, section 1) and its two-sided form, built on
-  :class:`LearnedReliability`.
+  :class:`LearnedReliability`;
+- :mod:`.robust`: the sample-wise robust losses GCE, SCE and bootstrapping (``gce``, ``sce``,
+  ``bootstrap``; docs/methods.md, section 1b);
+- :mod:`.asymmetric`: the asymmetric losses ASL and APL (``asl``, ``apl``; section 1b).
 
 Here: the registry :data:`LOSSES` and :func:`build_loss`, :func:`reliability` (how any other module
 finds the learned reliability of a loss; None for BCE), :func:`sides_of` /
@@ -25,10 +30,12 @@ import torch.nn as nn
 
 from ..config import LossConfig
 from ..core import registry
-from .bce import BCELoss, bce_from_scores, clipped_probabilities, elementwise_bce
+from .asymmetric import APLLoss, ASLLoss
+from .bce import BCELoss, ElementwiseLoss, bce_from_scores, clipped_probabilities, elementwise_bce, reduce_elements
 from .csu import CSULoss, TwoSidedCSULoss
 from .reliability import (FITS, ArrayLike, LearnedReliability, multiplier_of, optimum_log_sigma2, scale_of,
                           sigma2_of, sigma_of, stationary_mean_loss)
+from .robust import BootstrapLoss, GCELoss, SCELoss
 
 #: The loss registry: name -> loss class (with a ``from_config(config, n_classes)`` constructor).
 LOSSES: dict[str, type] = registry.registry("loss")
@@ -53,7 +60,8 @@ def learns_reliability(config: LossConfig) -> bool:
 
 
 def reliability(loss: nn.Module) -> Optional[LearnedReliability]:
-    """The learned per-class reliability of a loss module, or None (BCE learns none)."""
+    """The learned per-class reliability of a loss module, or None (BCE and the robust losses
+    learn none)."""
     return loss if isinstance(loss, LearnedReliability) else None
 
 
@@ -80,7 +88,8 @@ def restore_loss_state(loss: nn.Module, state: dict, log_sigma2: Optional[np.nda
     rel.load_log_sigma2_(log_sigma2)
 
 
-__all__ = ["FITS", "LOSSES", "ArrayLike", "BCELoss", "CSULoss", "LearnedReliability", "TwoSidedCSULoss",
-           "bce_from_scores", "build_loss", "clipped_probabilities", "elementwise_bce", "learns_reliability",
-           "multiplier_of", "optimum_log_sigma2", "reliability", "restore_loss_state", "scale_of", "sides_of",
+__all__ = ["APLLoss", "ASLLoss", "BCELoss", "BootstrapLoss", "CSULoss", "ElementwiseLoss", "FITS", "GCELoss",
+           "LOSSES", "ArrayLike", "LearnedReliability", "SCELoss", "TwoSidedCSULoss", "bce_from_scores",
+           "build_loss", "clipped_probabilities", "elementwise_bce", "learns_reliability", "multiplier_of",
+           "optimum_log_sigma2", "reduce_elements", "reliability", "restore_loss_state", "scale_of", "sides_of",
            "sigma2_of", "sigma_of", "stationary_mean_loss", "stored_loss_state"]

@@ -1,7 +1,10 @@
 """Binary cross-entropy: the per-element loss every loss of :mod:`csu_lib.losses` is built on,
 on logits (:func:`elementwise_bce`, for training) and on stored sigmoid scores
 (:func:`bce_from_scores`, for the analyses of a run record), and plain BCE as a loss
-(:class:`BCELoss`)."""
+(:class:`BCELoss`). Also the one reduction of a per-element loss to the loss of a batch
+(:func:`reduce_elements`: masked, summed over classes, averaged over clips) and the base class
+of the losses that are nothing but a per-element loss so reduced (:class:`ElementwiseLoss`: BCE
+and the robust losses of :mod:`.robust` and :mod:`.asymmetric`)."""
 from __future__ import annotations
 
 from typing import Optional
@@ -33,19 +36,36 @@ def bce_from_scores(scores: np.ndarray, targets: np.ndarray) -> np.ndarray:
     return -(y * np.log(p) + (1 - y) * np.log1p(-p))
 
 
-@registry.register("loss", "bce")
-class BCELoss(nn.Module):
-    """Plain BCE: mean over clips of the sum over classes (the scale CSU reduces to at s = 0)."""
+def reduce_elements(per_element: torch.Tensor, mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """The loss of a batch from its (B, C) per-element losses: each multiplied by its mask weight
+    (when a mask is given), summed over classes, averaged over clips."""
+    if mask is not None:
+        per_element = per_element * mask
+    return per_element.sum(dim=1).mean()
+
+
+class ElementwiseLoss(nn.Module):
+    """A loss without parameters that is a per-element function of the logits and targets
+    (:meth:`elementwise`, on float32 inputs), reduced by :func:`reduce_elements`."""
 
     has_parameters = False
+
+    def elementwise(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """(B, C) per-element losses of float32 ``logits`` and ``targets``."""
+        raise NotImplementedError
+
+    def forward(self, logits: torch.Tensor, targets: torch.Tensor,
+                mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return reduce_elements(self.elementwise(logits.float(), targets.float()), mask)
+
+
+@registry.register("loss", "bce")
+class BCELoss(ElementwiseLoss):
+    """Plain BCE: mean over clips of the sum over classes (the scale CSU reduces to at s = 0)."""
 
     @classmethod
     def from_config(cls, config: LossConfig, n_classes: int) -> "BCELoss":
         return cls()
 
-    def forward(self, logits: torch.Tensor, targets: torch.Tensor,
-                mask: Optional[torch.Tensor] = None) -> torch.Tensor:
-        bce = elementwise_bce(logits, targets)
-        if mask is not None:
-            bce = bce * mask
-        return bce.sum(dim=1).mean()
+    def elementwise(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return elementwise_bce(logits, targets)

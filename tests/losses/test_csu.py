@@ -318,7 +318,7 @@ def test_total_loss_can_be_negative():
 
 
 def test_registry_names():
-    assert set(LOSSES) == {"bce", "csu", "csu2"}
+    assert set(LOSSES) == {"bce", "csu", "csu2", "gce", "sce", "bootstrap", "asl", "apl"}
 
 
 def test_build_loss_bce():
