@@ -81,6 +81,10 @@ class MethodConfig(Serialisable):
       ``alpha * teacher + (1 - alpha) * weak label``.
     - ``mixup_or``: 1..``max_mix`` clips mixed with random level offsets (N(0, ``level_db_std``) dB),
       labels OR-joined; ``mixup``: standard mixup, Beta(``mixup_alpha``) weights, labels interpolated.
+    - ORACLES (they read the corruption record, which no real method has: reference points, not
+      competitors; docs/methods.md, section 1b): ``class_oracle`` weights class c's loss by
+      (1 - r_c) / mean(1 - r), r_c its true label-noise rate; ``sample_oracle`` masks exactly the
+      corrupted label entries. On clean data both are the plain loss.
     ``teacher``: a teacher run directory or a score file (.npy, (n_train, C) probabilities in the
     training split's order); None trains a BCE teacher with the same data, corruption and model
     (or ``teacher_folds`` >= 2 of them, each scoring the fold it never trained on). Any method
@@ -216,6 +220,7 @@ class LossConfig(Serialisable):
 
 
 LR_SCHEDULES = ("constant", "cosine")
+OPTIMIZERS = ("adam", "adamw", "sgd")
 
 
 @dataclass(frozen=True)
@@ -223,7 +228,7 @@ class TrainConfig(Serialisable):
     epochs: int = 30
     batch_size: int = 32
     lr: float = 1e-3
-    optimizer: str = "adam"  # "adam" or "adamw"
+    optimizer: str = "adam"  # "adam", "adamw" or "sgd" (with momentum)
     weight_decay: float = 0.0
     seed: int = 0
     device: str = "auto"  # "auto", "cpu", "cuda", "cuda:N"
@@ -254,8 +259,18 @@ class TrainConfig(Serialisable):
     #: batches the running averages saw. Training itself is unchanged (its batch statistics and
     #: random draws are the same). 0: off, the running averages as trained.
     bn_recalibration: int = 0
+    #: SGD only (``optimizer="sgd"``): the momentum factor, in [0, 1), and Nesterov momentum
+    #: (needs momentum > 0). Adam and AdamW ignore both, and their run ids leave them out.
+    momentum: float = 0.9
+    nesterov: bool = False
 
-    HASH_OMIT = {"lr_decays": 0, "lr_decay_factor": 0.1, "bn_recalibration": 0}
+    # fields added after run ids were stored: omitted from the hash at their earlier behaviour
+    HASH_OMIT = {"lr_decays": 0, "lr_decay_factor": 0.1, "momentum": 0.9, "nesterov": False,
+                 "bn_recalibration": 0}
+
+    def hash_omitted(self) -> set:
+        # momentum and nesterov apply to SGD only: an Adam or AdamW id never depends on them
+        return super().hash_omitted() | ({"momentum", "nesterov"} if self.optimizer != "sgd" else set())
 
     def __post_init__(self) -> None:
         _check(isinstance(self.lr_decays, int) and not isinstance(self.lr_decays, bool) and self.lr_decays >= 0,
@@ -278,8 +293,12 @@ class TrainConfig(Serialisable):
         _check(isinstance(self.batch_size, int) and self.batch_size > 0, "train.batch_size",
                "must be a positive integer", self.batch_size)
         _check(_is_number(self.lr) and self.lr > 0, "train.lr", "must be a positive number", self.lr)
-        _check(self.optimizer in ("adam", "adamw"), "train.optimizer", "must be 'adam' or 'adamw'",
-               self.optimizer)
+        _check(self.optimizer in OPTIMIZERS, "train.optimizer", "must be 'adam', 'adamw' or 'sgd'", self.optimizer)
+        _check(_is_number(self.momentum) and 0 <= self.momentum < 1, "train.momentum", "must be a number in [0, 1)",
+               self.momentum)
+        _check(isinstance(self.nesterov, bool), "train.nesterov", "must be true or false", self.nesterov)
+        _check(not (self.nesterov and self.optimizer == "sgd" and self.momentum == 0), "train.nesterov",
+               "needs train.momentum > 0 (Nesterov momentum without momentum is undefined)", self.nesterov)
         _check(self.weight_decay >= 0, "train.weight_decay", "must be >= 0", self.weight_decay)
         _check(self.early_stopping_patience is None or self.early_stopping_patience > 0,
                "train.early_stopping_patience", "must be a positive integer or None",

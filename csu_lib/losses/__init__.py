@@ -1,5 +1,5 @@
 """Losses. Every loss takes logits ``z`` (B, C), targets ``y`` (B, C) in [0, 1] and an optional
-mask (B, C) of 0/1 weights (0 = the element is left out of the loss), and returns a scalar.
+mask (B, C) of non-negative weights (0 = the element is left out of the loss), and returns a scalar.
 
 - :mod:`.reliability`: the one home of CSU's reliability: the learned ``s = log sigma^2`` (the
   parameter of :class:`LearnedReliability`, its one interface) and THE one definition of sigma,

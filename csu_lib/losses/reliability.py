@@ -153,10 +153,11 @@ class LearnedReliability(nn.Module):
     def stationary_log_sigma2(self, scores: np.ndarray, targets: np.ndarray, mask: Optional[np.ndarray] = None,
                               current: Optional[np.ndarray] = None) -> np.ndarray:
         """The s that minimises this loss for a fixed network whose training scores are
-        ``scores`` (N, C) against ``targets`` (and 0/1 ``mask``), float64, unconstrained. The loss is
-        convex in each s_c, so the optimum over the allowed range ``clamp`` (what the stationary fit
-        sets: :meth:`constrained_optimum`) is this value clipped to it. A class (side) without any
-        weight keeps ``current`` (default: this module's s)."""
+        ``scores`` (N, C) against ``targets`` (and ``mask``: non-negative weights, 0 = left out),
+        float64, unconstrained. The loss is convex in each s_c, so the optimum over the allowed
+        range ``clamp`` (what the stationary fit sets: :meth:`constrained_optimum`) is this value
+        clipped to it. A class (side) without any weight keeps ``current`` (default: this
+        module's s)."""
         raise NotImplementedError
 
     def constrained_optimum(self, scores: np.ndarray, targets: np.ndarray, mask: Optional[np.ndarray] = None,

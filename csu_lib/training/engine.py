@@ -55,7 +55,7 @@ class RunState:
     data: PreparedData
     method: Method
     targets: torch.Tensor  # (n_train, C) on the training device
-    mask: Optional[torch.Tensor]  # (n_train, C) 0/1 loss mask, or None
+    mask: Optional[torch.Tensor]  # (n_train, C) loss mask: non-negative weights (0 = left out), or None
     history: list[dict] = field(default_factory=list)
     log_sigma2: list[np.ndarray] = field(default_factory=list)  # one (steps, C) block per epoch
     best: dict = field(default_factory=lambda: {"score": -np.inf, "epoch": -1, "state": None})

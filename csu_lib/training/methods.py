@@ -3,8 +3,8 @@
 A :class:`Method` acts at two points of the training loop:
 
 - :meth:`Method.train_targets` once, before training: the (corrupted) training labels in,
-  the targets and an optional 0/1 loss mask (N_train, C) out (teacher masking, label
-  correction);
+  the targets and an optional loss mask (N_train, C) of non-negative weights (0 = left out) out
+  (teacher masking, label correction, the oracles of :mod:`csu_lib.training.oracles`);
 - :meth:`Method.transform_batch` on every batch: features, targets and mask of the batch in,
   transformed ones out (mixup, pseudo strong labels' chunking).
 
@@ -15,7 +15,9 @@ resumed run draws the same mixes and chunks as an uninterrupted one.
 Every method registers itself under the name ``MethodConfig.name`` takes; the rules it applies
 are the pure functions of :mod:`csu_lib.training.method_rules`. A method that needs a teacher
 (``needs_teacher``) gets its scores from :mod:`csu_lib.training.teacher` (the teacher run is
-trained first, as a dependency: :mod:`csu_lib.training.planner`).
+trained first, as a dependency: :mod:`csu_lib.training.planner`). Every method is given the run's
+corruption record (None on clean data): the oracles (:mod:`csu_lib.training.oracles`) train on it,
+the teacher methods only count in their run record how their flags meet it.
 """
 from __future__ import annotations
 
@@ -52,9 +54,10 @@ class Method:
 
     @classmethod
     def from_config(cls, config: MethodConfig, **context) -> "Method":
-        """The method of ``config``. A teacher method also gets ``context``: ``data``
-        (PreparedData), ``frontend``, ``teacher_scores``, ``corruption`` and ``teacher`` (where
-        the teacher comes from, for the run record)."""
+        """The method of ``config``. ``context`` always holds ``corruption`` (the run's
+        CorruptionResult, None on clean data); a teacher method also gets ``data``
+        (PreparedData), ``frontend``, ``teacher_scores`` and ``teacher`` (where the teacher comes
+        from, for the run record)."""
         return cls()
 
     def train_targets(self, labels: np.ndarray) -> tuple[np.ndarray, Optional[np.ndarray]]:
@@ -256,13 +259,14 @@ BATCH_METHODS = frozenset(name for name, cls in METHODS.items() if cls.transform
 
 
 def build_method(config: RunConfig, data, *, run_dir: Optional[str | os.PathLike] = None) -> Method:
-    """The :class:`Method` of ``config.method`` for prepared ``data``. A method that needs a
-    teacher gets the teacher's scores (:func:`csu_lib.training.teacher.teacher_scores`; the
-    teacher run next to ``run_dir`` must be complete: the planner trains it first)."""
+    """The :class:`Method` of ``config.method`` for prepared ``data``; every method is given
+    ``data.corruption``. A method that needs a teacher also gets the teacher's scores
+    (:func:`csu_lib.training.teacher.teacher_scores`; the teacher run next to ``run_dir`` must be
+    complete: the planner trains it first)."""
     mc = config.method
     cls = registry.get("method", mc.name)
     if not cls.needs_teacher:
-        return cls.from_config(mc)
+        return cls.from_config(mc, corruption=data.corruption)
     chunk_seconds = mc.chunk_seconds if cls.transforms_batches else None
     # Scoring with the teacher must not move the student's global RNG (it draws its dropout masks)
     with torch.random.fork_rng(devices=list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []):

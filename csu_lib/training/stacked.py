@@ -16,8 +16,9 @@ How (:class:`StackedRuns`, driven by the epoch engine through :class:`Stacked`):
 - Every run keeps its own batch order, its own training labels (its corruption), its method's
   targets and loss mask, and its own learned reliability. The per-run losses are summed before
   ``backward``, so each model receives the gradient of its own loss.
-- One Adam/AdamW over the stacked tensors is N independent optimisers (the update is
-  element-wise and the step count is shared); the reliability is projected per run.
+- One Adam/AdamW/SGD over the stacked tensors is N independent optimisers (the update is
+  element-wise: Adam's moments and SGD's momentum buffer are kept per element, and Adam's step
+  count is shared); the reliability is projected per run.
 - Dropout masks are drawn independently per run (``randomness="different"``) from one global RNG
   seeded from the group's run ids (:func:`group_seed`). The runs are therefore the same *in
   distribution* as sequential runs, not bit-identical to them; with dropout 0 they follow the
@@ -84,8 +85,9 @@ class StackedRuns:
         top = max(scales)
         for group, base in zip(self.optimizer.param_groups, self.base_lrs):
             group["lr"] = base * top
-        # runs at a lower rate: Adam's (and AdamW's) update is proportional to the learning rate,
-        # so the step at rate ``top`` is shrunk per run to the step at that run's rate
+        # runs at a lower rate: the update of Adam, AdamW and SGD is proportional to the learning
+        # rate (SGD's momentum buffer sums gradients, not steps), so the step at rate ``top`` is
+        # shrunk per run to the step at that run's rate
         ratio = None if min(scales) == top else torch.tensor([v / top for v in scales], device=x.device)
         before = [p.detach().clone() for p in self._stepped()] if ratio is not None else None
         dims = (0, 0, 0 if self.loss_params else None, 0, 0, None if mask is None else 0)

@@ -112,6 +112,29 @@ def test_hash_changes_when_a_field_changes(section, field, value):
     assert changed.run_id != base.run_id
 
 
+#: Run ids of default configurations computed on the tree before ``train.momentum`` and
+#: ``train.nesterov`` existed (commit e959309): adding SGD must leave every Adam/AdamW id alone.
+IDS_BEFORE_SGD = {"bce": "bce-small_cnn-s0-6161a52df2", "csu": "csu-small_cnn-s0-59cb256f0c",
+                  "adamw": "bce-small_cnn-s0-9832d39f5f"}
+
+
+def test_sgd_fields_leave_existing_ids_alone():
+    assert RunConfig().run_id == IDS_BEFORE_SGD["bce"]
+    assert RunConfig(loss=LossConfig(name="csu")).run_id == IDS_BEFORE_SGD["csu"]
+    adamw = RunConfig(train=TrainConfig(optimizer="adamw", weight_decay=0.01))
+    assert adamw.run_id == IDS_BEFORE_SGD["adamw"]
+    # Adam and AdamW ignore momentum and nesterov, and so do their ids
+    assert RunConfig(train=TrainConfig(momentum=0.5, nesterov=True)).run_id == IDS_BEFORE_SGD["bce"]
+    assert adamw.replace(train=adamw.train.replace(momentum=0.0)).run_id == IDS_BEFORE_SGD["adamw"]
+    # SGD ids are new, and depend on momentum and nesterov
+    sgd = RunConfig(train=TrainConfig(optimizer="sgd"))
+    ids = {sgd.run_id, RunConfig(train=TrainConfig(optimizer="sgd", momentum=0.5)).run_id,
+           RunConfig(train=TrainConfig(optimizer="sgd", nesterov=True)).run_id}
+    assert len(ids) == 3 and IDS_BEFORE_SGD["bce"] not in ids
+    back = RunConfig.from_stored(sgd.to_dict())
+    assert back == sgd and back.run_id == sgd.run_id
+
+
 def test_hash_changes_with_nested_benchmark_field():
     base = RunConfig()
     changed = base.replace(data=DataConfig(benchmark=BenchmarkConfig(seed=1)))
@@ -265,7 +288,12 @@ def test_other_value_checks_name_the_field():
     _raises(lambda: LossConfig(csu_scale="quarter"), "loss.csu_scale", "quarter")
     _raises(lambda: LossConfig(csu_class_reduction="max"), "loss.csu_class_reduction")
     _raises(lambda: TrainConfig(batch_size=0), "train.batch_size")
-    _raises(lambda: TrainConfig(optimizer="sgd"), "train.optimizer", "sgd")
+    _raises(lambda: TrainConfig(optimizer="rmsprop"), "train.optimizer", "rmsprop")
+    _raises(lambda: TrainConfig(optimizer="sgd", momentum=1.0), "train.momentum")
+    _raises(lambda: TrainConfig(optimizer="sgd", momentum=-0.1), "train.momentum")
+    _raises(lambda: TrainConfig(optimizer="sgd", momentum="0.9"), "train.momentum")
+    _raises(lambda: TrainConfig(optimizer="sgd", nesterov=1), "train.nesterov")
+    _raises(lambda: TrainConfig(optimizer="sgd", momentum=0.0, nesterov=True), "train.nesterov", "train.momentum > 0")
     _raises(lambda: CorruptionConfig(target="nearest"), "corruption.target", "nearest")
     _raises(lambda: CorruptionConfig(soft_range=(0.9, 0.6)), "corruption.soft_range")
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from csu_lib.core.errors import ConfigError, RunRecordError
-from csu_lib.records import is_complete, load_run, load_runs
+from csu_lib.records import is_complete, load_checkpoint, load_run, load_runs
 from csu_lib.training import train_run
 
 
@@ -55,7 +55,11 @@ def test_same_seed_same_numbers(tmp_path, smoke_config, smoke_data):
     assert not np.array_equal(a.log_sigma2, c.log_sigma2)
 
 
-def test_crash_mid_epoch_resumes_to_identical_result(tmp_path, smoke_config, smoke_data):
+@pytest.mark.parametrize("variant", ["adam", "sgd"])
+def test_crash_mid_epoch_resumes_to_identical_result(tmp_path, smoke_config, smoke_data, variant):
+    if variant == "sgd":  # SGD's momentum buffers (the CSU s learned by gradient included) resume exactly
+        smoke_config = smoke_config.replace(train=smoke_config.train.replace(optimizer="sgd", lr=0.05),
+                                            loss=smoke_config.loss.replace(csu_fit="gradient"))
     ref = train_run(smoke_config, tmp_path / "ref", data=smoke_data, progress=False)
     run = tmp_path / "crashy"
     with pytest.raises(Crash):
@@ -68,6 +72,13 @@ def test_crash_mid_epoch_resumes_to_identical_result(tmp_path, smoke_config, smo
         load_run(run)
     assert load_runs(tmp_path).shape[0] == 1  # only the reference counts
     assert load_runs(tmp_path, include_incomplete=True).shape[0] == 2
+    if variant == "sgd":  # the checkpoint holds a momentum buffer for every parameter, s included
+        ckpt = load_checkpoint(run)
+        buffers = ("running_mean", "running_var", "num_batches_tracked")
+        n_params = sum(1 for k in ckpt["model"] if not k.endswith(buffers))
+        assert len(ckpt["optimizer"]["state"]) == n_params + 1
+        assert all(entry["momentum_buffer"].abs().sum() > 0 for entry in ckpt["optimizer"]["state"].values())
+        assert np.isfinite(ref.final_metrics["test"]["mAP"])
     resumed = train_run(smoke_config, run, data=smoke_data, progress=False)
     assert resumed.complete
     assert resumed.final_metrics == ref.final_metrics

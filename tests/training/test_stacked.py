@@ -193,6 +193,8 @@ def test_plan_groups_keeps_order_and_size(smoke_config):
 def test_batch_methods_are_exactly_those_that_transform_batches():
     classes = {name: cls for name, cls in vars(METHODS).items() if inspect.isclass(cls)
                and issubclass(cls, METHODS.Method)}
+    classes.update(METHODS.METHODS)  # every registered method, the oracles of their own module included
+    assert {"class_oracle", "sample_oracle"} <= set(classes)
     overriding = {cls for cls in classes.values() if cls.transform_batch is not METHODS.Method.transform_batch}
     assert {METHODS.PseudoStrongLabels, METHODS.OrMixup, METHODS.Mixup} == overriding
     assert METHODS.BATCH_METHODS == {"psl", "mixup_or", "mixup"}
