@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from csu_lib.config import CorruptionConfig, MethodConfig, parse_method_spec
+from csu_lib.config import CorruptionConfig, MethodConfig, TrainConfig, parse_method_spec
 from csu_lib.core.errors import ConfigError
 from csu_lib.corruption import corrupt_labels
 from csu_lib.corruption.audit_design import audit_levels
@@ -134,7 +134,7 @@ def test_oracles_are_registered_groupable_and_get_the_corruption(clean):
     result = corrupt_labels(clean, CorruptionConfig(kind="man", ratio=0.2))
     data = SimpleNamespace(corruption=result)  # all build_method reads of the data for a method without a teacher
     for name in ("class_oracle", "sample_oracle"):
-        run = SimpleNamespace(method=MethodConfig(name=name))
+        run = SimpleNamespace(method=MethodConfig(name=name), train=TrainConfig())
         assert groupable(run)
         assert build_method(run, data).corruption is result
         assert build_method(run, SimpleNamespace(corruption=None)).corruption is None
