@@ -34,6 +34,9 @@ class Profile:
     lr_schedule: str = "constant"
     #: ``TrainConfig.lr_decays``: learning-rate decays (x0.1) on a validation plateau before stopping.
     lr_decays: int = 0
+    #: ``TrainConfig.bn_recalibration``: training clips whose batch statistics BatchNorm evaluates
+    #: with (0: its running averages).
+    bn_recalibration: int = 0
     #: The methods of the comparison figure (``<loss>`` or ``<loss>+<method>``) and the
     #: teacher-masking percentages of its sweep (0 % is the plain BCE run).
     methods: tuple[str, ...] = ("bce", "bce+teacher_mask", "bce+label_correction", "bce+psl", "bce+mixup_or", "csu")

@@ -42,7 +42,7 @@ def run_config(profile: str = "quick", *, loss: str = "bce", model: str | None =
     data_cfg = DataConfig(benchmark=bench) if spec is None else spec.data
     train_cfg = TrainConfig(epochs=epochs or p.epochs, lr=p.lr, batch_size=p.batch_size, seed=seed, device=device,
                             early_stopping_patience=p.early_stopping_patience, lr_schedule=p.lr_schedule,
-                            lr_decays=p.lr_decays)
+                            lr_decays=p.lr_decays, bn_recalibration=p.bn_recalibration)
     if train:
         train_cfg = train_cfg.replace(**train)
     # the corruption draw follows the training seed (unless the caller sets corruption.seed), so that
