@@ -5,7 +5,9 @@ number here can be recomputed later without the model:
 
 - ``test`` / ``val``: mAP, mAUC, d', lwlrap (:func:`csu_lib.metrics.evaluate`), top-1 and
   balanced accuracy when every clip has exactly one positive, the element-wise accuracy of the
-  N*C decisions and class-wise precision at ``threshold``;
+  N*C decisions, class-wise precision at ``threshold`` and the AP of every class
+  (``class_ap``, None for a class without a positive: the mAP of a group of classes is read
+  from it, :mod:`csu_lib.analysis.class_groups`);
 - ``test_by_source``: the same metrics on each ``source`` of the test split (recorded vs
   generated on the embedded benchmark), when the manifest has a source column;
 - ``train_fit``: how the model fits its TRAINING labels, split by corrupted vs clean clips
@@ -34,6 +36,8 @@ def split_metrics(scores: np.ndarray, targets: np.ndarray, threshold: float = TH
     out["elementwise_accuracy"] = float(M.elementwise_accuracy(scores, targets, threshold))
     precision = M.precision_at_threshold(scores, targets, threshold)
     out["class_precision"] = [None if np.isnan(p) else float(p) for p in precision]
+    # AP per class (None without a positive): what the mAP of a group of classes is computed from
+    out["class_ap"] = [None if np.isnan(a) else float(a) for a in M.per_class_ap(scores, targets)]
     out["threshold"] = threshold
     return out
 

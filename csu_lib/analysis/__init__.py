@@ -6,7 +6,8 @@
 - :mod:`.landscape` (directions, surfaces), :mod:`.geometry` (curvature, sharpness) and
   :mod:`.landscape_probe` (cached probes of runs): parameter-space geometry;
 - :mod:`.results`: tables across runs (mean and CI over seeds, degradation, relative change,
-  class-wise precision, ``csu report``); :mod:`.comparison`: the method comparison;
+  class-wise precision, ``csu report``); :mod:`.class_groups`: test mAP over the corrupted and
+  over the control classes of a run (uneven noise); :mod:`.comparison`: the method comparison;
 - :mod:`.explorer`: the numbers behind the interactive explorer;
 - :mod:`.figure_stats`: the rest of what a figure shows (geometry bars with their CIs, mean
   landscape curves, the top-sigma classes, the class-precision order and means, histograms), so

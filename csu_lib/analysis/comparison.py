@@ -5,7 +5,8 @@ mean and a 95% CI over seeds of a test metric, and what the teacher-based method
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+import os
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 import pandas as pd
@@ -14,6 +15,7 @@ from ..config import RunConfig
 from ..core.errors import RunRecordError
 from ..core.stats import mean_ci, paired_difference
 from ..records import RunRecord
+from .class_groups import run_group_map
 
 
 def group_records(groups: Mapping[Any, Sequence[RunConfig]],
@@ -35,12 +37,18 @@ SUMMARY_COUNTS = ("masked", "masked_changed", "masked_precision", "changed_negat
 
 
 def comparison_table(groups: Mapping[Any, Sequence[RunRecord]], *, metric: str = "mAP", split: str = "test",
-                     key: str = "method", level: float = 0.95, reference: Any = None) -> pd.DataFrame:
+                     key: str = "method", level: float = 0.95, reference: Any = None,
+                     data_dir: Optional[str | os.PathLike] = None) -> pd.DataFrame:
     """One row per group: ``<key>``, ``loss``, ``method_name``, ``n`` (runs = seeds), ``mean``,
     ``lo``, ``hi`` (Student-t ``level`` CI over seeds of ``split`` ``metric``), ``std``, the means
     of the other metrics (``mAP``, ``mAUC``, ``d_prime``, ``lwlrap``), the seeds, and the means of
     the method summary counts of :data:`SUMMARY_COUNTS` present in every run of the group
     (e.g. ``masked``, ``masked_precision``), prefixed ``method.``.
+
+    Under a class-dependent corruption (``corruption.profile`` not uniform, e.g. the audit
+    design ``audit:san:0.5``) also the mean test mAP over the corrupted and over the control
+    classes (``mAP_corrupted``, ``mAP_control``: :mod:`csu_lib.analysis.class_groups`; a record
+    without stored class APs is rescored with its dataset's test labels from ``data_dir``).
 
     With ``reference`` (a key of ``groups``, e.g. ``"bce"``), every other group also gets the
     paired difference to it on the seeds both have (same seed: same data, corruption draw and
@@ -59,6 +67,9 @@ def comparison_table(groups: Mapping[Any, Sequence[RunRecord]], *, metric: str =
                                "std": float(values.std(ddof=1)) if len(values) > 1 else 0.0}
         for m in ("mAP", "mAUC", "d_prime", "lwlrap"):
             row[m] = float(np.mean([r.final_metrics[split][m] for r in recs]))
+        if split == "test" and c.corruption.profile != "uniform":
+            maps = [run_group_map(r, data_dir) for r in recs]
+            row.update({m: float(np.mean([g[m] for g in maps])) for m in ("mAP_corrupted", "mAP_control")})
         row["seeds"] = [int(r.config.train.seed) for r in recs]
         if ref and label != reference:
             seeds, d_mean, d_lo, d_hi = paired_difference(

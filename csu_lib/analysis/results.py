@@ -9,7 +9,8 @@ metrics as ``test.mAP`` etc. Means come with a Student-t 95% confidence interval
 - :func:`summarise`: mean and CI of a metric per setting (``csu report``).
 - :func:`degradation_table`: a metric against the corruption ratio, one curve per corruption
   type x backbone x loss; the clean runs are the ratio-0 point of every type (the CSU paper's
-  Fig. 3).
+  Fig. 3). The corrupted runs of a table follow one corruption design (:func:`one_design`): a
+  uniform ``san 50%`` and an audit ``san 50% (audit)`` run are never averaged together.
 - :func:`relative_change`: the change at one ratio relative to clean training of the same
   backbone, loss and seed, in percent (Fig. 4).
 - :func:`class_precision_table`: class-wise precision at the evaluation threshold, mean over
@@ -23,7 +24,7 @@ from typing import Optional, Sequence
 import numpy as np
 import pandas as pd
 
-from ..config import corruption_label
+from ..config import audit_conditions, check_audit_ratio, corruption_label
 from ..core.errors import ConfigError, CsuError
 from ..core import stats
 from ..core.stats import mean_ci
@@ -35,10 +36,32 @@ SETTING_KEYS = ("condition", "model.name", "method.name", "loss.name")
 
 
 def with_condition(runs: pd.DataFrame) -> pd.DataFrame:
-    """``runs`` plus a ``condition`` column (``clean``, ``san 50%`` ...)."""
+    """``runs`` plus a ``condition`` column (``clean``, ``san 50%``, ``san 50% (audit)`` ...)."""
     _require(runs, ("corruption.kind", "corruption.ratio"))
-    return runs.assign(condition=[corruption_label(k, r) for k, r in zip(runs["corruption.kind"],
-                                                                        runs["corruption.ratio"])])
+    return runs.assign(condition=[corruption_label(k, r, p) for k, r, p in zip(
+        runs["corruption.kind"], runs["corruption.ratio"], _profiles(runs))])
+
+
+def _profiles(runs: pd.DataFrame) -> pd.Series:
+    """The corruption design (``corruption.profile``) of every run; uniform where the table has none."""
+    if "corruption.profile" in runs.columns:
+        return runs["corruption.profile"].fillna("uniform")
+    return pd.Series("uniform", index=runs.index)
+
+
+def one_design(runs: pd.DataFrame, profile: Optional[str] = None) -> pd.DataFrame:
+    """The runs of one corruption design (``corruption.profile``): those of ``profile``, or, when
+    None, all of them provided they share one design. Runs of the same kind and ratio under two
+    designs (``san 50%`` and ``san 50% (audit)``) are different conditions: a table that mixes
+    them without naming ``profile`` is an error that names the designs."""
+    profiles = _profiles(runs)
+    if profile is not None:
+        return runs[profiles == profile]
+    present = sorted(set(profiles))
+    if len(present) > 1:
+        raise CsuError(f"the corrupted runs follow several corruption designs ({', '.join(present)}); "
+                       "pass profile= to pick one")
+    return runs
 
 
 def summarise(runs: pd.DataFrame, keys: Sequence[str] = SETTING_KEYS, *, metric: str = "test.mAP") -> pd.DataFrame:
@@ -56,18 +79,20 @@ def summarise(runs: pd.DataFrame, keys: Sequence[str] = SETTING_KEYS, *, metric:
     return pd.DataFrame(rows)
 
 
-def degradation_table(runs: pd.DataFrame, *, metric: str = "test.mAP",
-                      kinds: Optional[Sequence[str]] = None) -> pd.DataFrame:
+def degradation_table(runs: pd.DataFrame, *, metric: str = "test.mAP", kinds: Optional[Sequence[str]] = None,
+                      profile: Optional[str] = None) -> pd.DataFrame:
     """``metric`` against the corruption ratio: columns ``kind``, ``ratio``, ``model.name``,
     ``method.name``, ``loss.name``, ``n``, ``metric``, ``ci_lo``, ``ci_hi``, ``seeds``.
 
     The clean runs (kind ``none``) are the ratio-0 point of every corruption type in ``kinds``
-    (default: the types present). Rows in the order of ``kinds``, then by model, method, loss and ratio.
+    (default: the types present). The corrupted runs are those of one design (:func:`one_design`:
+    ``profile``, e.g. ``"audit"``, or the one the runs share). Rows in the order of ``kinds``, then
+    by model, method, loss and ratio.
     """
     _require(runs, ("corruption.kind", "corruption.ratio", "model.name", "method.name", "loss.name", metric))
     kinds = list(kinds) if kinds is not None else sorted(runs.loc[runs["corruption.kind"] != "none",
                                                                   "corruption.kind"].unique())
-    frame = _by_kind(runs, kinds)
+    frame = by_kind(runs, kinds, profile)
     if frame.empty:
         raise CsuError("no runs to draw a degradation curve from")
     keys = ("kind", "model.name", "method.name", "loss.name", "ratio")
@@ -76,12 +101,13 @@ def degradation_table(runs: pd.DataFrame, *, metric: str = "test.mAP",
     return table.iloc[np.argsort(order.to_numpy(), kind="stable")].reset_index(drop=True)
 
 
-def relative_change(runs: pd.DataFrame, *, ratio: float = 0.5, metric: str = "test.mAP") -> pd.DataFrame:
+def relative_change(runs: pd.DataFrame, *, ratio: float = 0.5, metric: str = "test.mAP",
+                    profile: Optional[str] = None) -> pd.DataFrame:
     """Change of ``metric`` at ``ratio`` relative to clean training, in percent:
     ``100 * (m_ratio - m_clean) / m_clean`` per seed, paired with the clean run of the same
     backbone, method, loss and seed; then mean and 95% CI over seeds. One row per corruption
-    type x backbone x method x loss. A corrupted run without its clean partner is an error that
-    names it.
+    type x backbone x method x loss; the corrupted runs of one design (:func:`one_design`). A
+    corrupted run without its clean partner is an error that names it.
     """
     _require(runs, ("corruption.kind", "corruption.ratio", "model.name", "method.name", "loss.name",
                     "train.seed", metric))
@@ -89,7 +115,8 @@ def relative_change(runs: pd.DataFrame, *, ratio: float = 0.5, metric: str = "te
     clean = runs[runs["corruption.kind"] == "none"].set_index(pair_keys)[metric]
     if clean.index.duplicated().any():
         raise CsuError("several clean runs share a backbone, method, loss and seed; pass one study's runs")
-    at = runs[(runs["corruption.kind"] != "none") & np.isclose(runs["corruption.ratio"].astype(float), ratio)]
+    at = one_design(runs[runs["corruption.kind"] != "none"], profile)
+    at = at[np.isclose(at["corruption.ratio"].astype(float), ratio)]
     if at.empty:
         raise CsuError(f"no corrupted run at ratio {ratio}")
     rows = []
@@ -109,15 +136,17 @@ def relative_change(runs: pd.DataFrame, *, ratio: float = 0.5, metric: str = "te
 
 
 def paired_difference(runs: pd.DataFrame, *, metric: str = "test.mAP", losses: tuple[str, str] = ("bce", "csu"),
-                      keys: Sequence[str] = ("kind", "ratio", "model.name", "method.name")) -> pd.DataFrame:
+                      keys: Sequence[str] = ("kind", "ratio", "model.name", "method.name"),
+                      profile: Optional[str] = None) -> pd.DataFrame:
     """``losses[1]`` minus ``losses[0]`` on the same seeds: per setting of ``keys`` the
     difference of ``metric`` between the two losses' runs of each seed (same data, same corruption
     draw, same initial weights), then its mean and Student-t 95% CI over the seeds (``n`` pairs,
     the ``seeds``). A setting with a run of one loss but not of the other leaves that seed out.
     ``runs`` carries ``kind`` and ``ratio`` columns when it is a :func:`degradation_table`-style
-    frame; the clean runs are the ratio-0 point of every corruption type present."""
+    frame; else the clean runs are the ratio-0 point of every corruption type present and the
+    corrupted runs are those of one design (:func:`one_design`, ``profile``)."""
     if "kind" in keys and "kind" not in runs.columns:
-        runs = _by_kind(runs)
+        runs = by_kind(runs, profile=profile)
     _require(runs, (*keys, "loss.name", "train.seed", metric))
     a, b = losses
     rows = []
@@ -132,10 +161,11 @@ def paired_difference(runs: pd.DataFrame, *, metric: str = "test.mAP", losses: t
     return pd.DataFrame(rows)
 
 
-def _by_kind(runs: pd.DataFrame, kinds: Optional[Sequence[str]] = None) -> pd.DataFrame:
-    """``runs`` with ``kind`` and ``ratio`` columns: corrupted runs under their type, the clean
-    runs repeated as the ratio-0 point of every type in ``kinds`` (default: the types present)."""
-    corrupted = runs[runs["corruption.kind"] != "none"]
+def by_kind(runs: pd.DataFrame, kinds: Optional[Sequence[str]] = None, profile: Optional[str] = None) -> pd.DataFrame:
+    """``runs`` with ``kind`` and ``ratio`` columns: corrupted runs (of one design,
+    :func:`one_design`) under their type, the clean runs repeated as the ratio-0 point of every
+    type in ``kinds`` (default: the types present)."""
+    corrupted = one_design(runs[runs["corruption.kind"] != "none"], profile)
     clean = runs[runs["corruption.kind"] == "none"]
     kinds = list(kinds) if kinds is not None else sorted(corrupted["corruption.kind"].unique())
     parts = [corrupted[corrupted["corruption.kind"].isin(kinds)].assign(kind=lambda d: d["corruption.kind"],
@@ -201,6 +231,18 @@ def degradation_conditions(kinds: Sequence[str], ratios: Sequence[float], change
     if metric not in METRICS:
         raise ConfigError(f"metric must be {', '.join(METRICS[:-1])} or {METRICS[-1]}, got {metric!r}")
     return ["none"] + [f"{k}:{r}" for k in kinds for r in ratio_list]
+
+
+def uneven_conditions(kinds: Sequence[str], ratio: float) -> list[str]:
+    """The conditions of the uneven degradation figure: every kind in the audit design at top
+    within-class level ``ratio`` (``audit:<kind>:<ratio>``; none for no kinds), after checking
+    the parameters (``uneven_kinds``, ``change_ratio``)."""
+    if not isinstance(kinds, (list, tuple)) or any(k not in INJECTED_KINDS for k in kinds):
+        raise ConfigError(f"uneven_kinds must be a list of {', '.join(INJECTED_KINDS)} (or empty); got {kinds!r}")
+    if not list(kinds):
+        return []
+    check_audit_ratio(ratio, "change_ratio (the audit design's top within-class level when uneven_kinds is given)")
+    return audit_conditions(kinds, ratio)
 
 
 def check_class_precision(losses: Sequence[str], sort_by: Optional[str], split: str) -> None:

@@ -13,7 +13,7 @@ package imports no implementation.
   ``csu figures --data`` (:func:`parse_data_spec`);
 - :mod:`.run`: :class:`CorruptionConfig`, :class:`MethodConfig`, :class:`ModelConfig`,
   :class:`LossConfig`, :class:`TrainConfig`, :class:`RunConfig`, and the spellings
-  ``san:0.5`` (:func:`parse_condition`) and ``csu+mixup_or`` (:func:`parse_method_spec`);
+  ``san:0.5`` / ``audit:san:0.5`` (:func:`parse_condition`) and ``csu+mixup_or`` (:func:`parse_method_spec`);
 - :mod:`.loss_fields`: which loss reads which :class:`LossConfig` field (a run id leaves out the
   others), the default bootstrap weights and the checks of the robust losses' fields.
 """
@@ -22,11 +22,13 @@ from .data import BENCHMARK_PRESETS, FRONTEND_PRESETS, BenchmarkConfig, DataConf
 from .data_spec import DATA_SPEC_KEYS, DataSpec, parse_data_spec
 from .loss_fields import BOOTSTRAP_BETA
 from .profiles import PROFILES, Profile, get_profile
-from .run import (CORRUPTION_KINDS, LR_SCHEDULES, CorruptionConfig, LossConfig, MethodConfig, ModelConfig, RunConfig,
-                  TrainConfig, corruption_label, method_label, method_spec, parse_condition, parse_method_spec)
+from .run import (AUDIT_MAX_RATIO, CORRUPTION_KINDS, LR_SCHEDULES, CorruptionConfig, LossConfig, MethodConfig,
+                  ModelConfig, RunConfig, TrainConfig, audit_conditions, check_audit_ratio, corruption_label, method_label, method_spec,
+                  parse_condition, parse_method_spec)
 
-__all__ = ["BENCHMARK_PRESETS", "BOOTSTRAP_BETA", "CORRUPTION_KINDS", "DATA_SPEC_KEYS", "DataSpec", "parse_data_spec", "FRONTEND_PRESETS", "LR_SCHEDULES", "BenchmarkConfig",
+__all__ = ["AUDIT_MAX_RATIO", "BENCHMARK_PRESETS", "BOOTSTRAP_BETA", "CORRUPTION_KINDS", "DATA_SPEC_KEYS", "DataSpec",
+           "parse_data_spec", "FRONTEND_PRESETS", "LR_SCHEDULES", "BenchmarkConfig",
            "PROFILES", "Profile", "get_profile",
            "CorruptionConfig", "DataConfig", "FrontendConfig", "LossConfig", "MethodConfig", "ModelConfig",
-           "RunConfig", "Serialisable", "TrainConfig", "corruption_label", "frontend_preset", "method_label",
+           "RunConfig", "Serialisable", "TrainConfig", "audit_conditions", "check_audit_ratio", "corruption_label", "frontend_preset", "method_label",
            "method_spec", "parse_condition", "parse_method_spec"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Optional, Sequence
 
 from ..core import registry
 from ..core.errors import ConfigError, unknown_name
@@ -60,13 +60,30 @@ class CorruptionConfig(Serialisable):
 
     @property
     def label(self) -> str:
-        """``clean`` or e.g. ``san 50%``: how figures and tables name the condition."""
-        return corruption_label(self.kind, self.ratio)
+        """``clean``, e.g. ``san 50%``, or ``san 50% (audit)`` for a class-dependent profile: how
+        figures and tables name the condition."""
+        return corruption_label(self.kind, self.ratio, self.profile)
 
 
-def corruption_label(kind: str, ratio: float) -> str:
-    """``clean`` for no corruption, else ``<kind> <ratio in %>`` (e.g. ``man 50%``)."""
-    return "clean" if kind == "none" or ratio == 0 else f"{kind} {round(ratio * 100)}%"
+def corruption_label(kind: str, ratio: float, profile: str = "uniform") -> str:
+    """``clean`` for no corruption, else ``<kind> <ratio in %>`` (e.g. ``man 50%``), followed by
+    the profile in brackets when it is not uniform (``san 50% (audit)``: the classes are
+    corrupted unevenly, so the condition is not the uniform one of the same kind and ratio)."""
+    if kind == "none" or ratio == 0:
+        return "clean"
+    return f"{kind} {round(ratio * 100)}%" + ("" if profile in (None, "uniform") else f" ({profile})")
+
+
+#: The largest ``ratio`` of the audit design (its top within-class level).
+AUDIT_MAX_RATIO = 0.5
+
+
+def check_audit_ratio(ratio, subject: str) -> None:
+    """A :class:`ConfigError` naming ``subject`` unless ``ratio`` lies in (0, 0.5], the audit
+    design's range of its top within-class level (:mod:`csu_lib.corruption.audit_design`)."""
+    if not _is_number(ratio) or not 0 < ratio <= AUDIT_MAX_RATIO:
+        raise ConfigError(f"{subject} must lie in (0, {AUDIT_MAX_RATIO}] (the top within-class level; above "
+                          f"{AUDIT_MAX_RATIO} the noisy label would be the majority of its class), got {ratio!r}")
 
 
 @dataclass(frozen=True)
@@ -340,13 +357,33 @@ class RunConfig(Serialisable):
 def parse_condition(text: str) -> dict:
     """``"none"``, ``"san:0.5"``, ``"man:0.3"`` ... -> corruption overrides ``{kind, ratio}``
     (a bare kind means ratio 0.5); ``"published:man:0.3"``: ESC-FreeGen50's published noisy
-    label files of that kind and ratio (``{kind, ratio, published: True}``)."""
-    if str(text).startswith("published:"):
-        out = parse_condition(str(text)[len("published:"):])
+    label files of that kind and ratio (``{kind, ratio, published: True}``); ``"audit:san:0.5"``:
+    the class-dependent audit design (:mod:`csu_lib.corruption.audit_design`) of that kind with
+    top within-class level ``ratio`` in (0, 0.5] (``{kind, ratio, profile: "audit"}``)."""
+    text = str(text)
+    prefix, _, body = text.partition(":")
+    if prefix not in ("published", "audit"):
+        return _kind_and_ratio(text, text)
+    out = _kind_and_ratio(body, text)
+    if prefix == "published":
         if out["kind"] == "none":
             raise ConfigError(f"condition {text!r}: published noise needs a kind and a ratio, e.g. 'published:man:0.3'")
         return {**out, "published": True}
-    kind, _, ratio = str(text).partition(":")
+    if out["kind"] == "none":
+        raise ConfigError(f"condition {text!r}: the audit design needs a kind and a ratio, e.g. 'audit:san:0.5'")
+    check_audit_ratio(out["ratio"], f"condition {text!r}: the audit ratio")
+    return {**out, "profile": "audit"}
+
+
+def audit_conditions(kinds: Sequence[str], ratio: float) -> list[str]:
+    """``["audit:<kind>:<ratio>", ...]``: the audit design's condition of every kind (the
+    spelling :func:`parse_condition` reads)."""
+    return [f"audit:{k}:{ratio}" for k in kinds]
+
+
+def _kind_and_ratio(body: str, text: str) -> dict:
+    """``"san:0.5"`` -> ``{kind, ratio}`` (``text``: the whole condition, for the messages)."""
+    kind, _, ratio = body.partition(":")
     if kind not in CORRUPTION_KINDS:
         raise ConfigError(f"condition {text!r}: unknown corruption type {kind!r}; "
                           f"use one of {', '.join(CORRUPTION_KINDS)} (optionally ':ratio')")

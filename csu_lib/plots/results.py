@@ -1,4 +1,5 @@
-"""Figures of results across runs: degradation curves (the CSU paper's Fig. 3), relative change
+"""Figures of results across runs: degradation curves (the CSU paper's Fig. 3), the mAP per group
+of classes under uneven noise (corrupted vs control classes), relative change
 (Fig. 4), class-wise precision (the spirit of Fig. 9), and the method comparison with Fonseca's
 teacher-masking sweep; tables from :mod:`csu_lib.analysis.results` and
 :mod:`csu_lib.analysis.comparison`, mean and 95% CI over seeds."""
@@ -104,6 +105,61 @@ def plot_degradation(table: pd.DataFrame, *, metric: str = "test.mAP", title: st
     if title:
         fig.suptitle(title)
     return fig
+
+
+#: The axis names of the class groups of :func:`plot_degradation_uneven`.
+GROUP_NAMES = {"all": "all\nclasses", "corrupted": "corrupted\nclasses", "control": "control\nclasses"}
+
+
+def plot_degradation_uneven(table: pd.DataFrame, paired: pd.DataFrame | None, *, metric: str = "test.mAP",
+                            title: str | None = None) -> plt.Figure:
+    """A metric per group of classes under a class-dependent corruption: one column per corruption
+    type; top, the mean and 95% CI over seeds of every backbone x loss on all, the corrupted and the
+    control classes; below (when ``paired`` has rows), each paired difference (e.g. CSU - BCE on the
+    same seeds) per group with its 95% CI, 0 dashed. ``n`` (runs) in the legends. ``table``:
+    :func:`csu_lib.analysis.class_groups.group_table`; ``paired``:
+    :func:`csu_lib.analysis.class_groups.group_paired_difference`."""
+    kinds = list(dict.fromkeys(table["kind"]))
+    groups = list(dict.fromkeys(table["group"]))
+    n_rows = 2 if paired is not None and len(paired) else 1
+    fig, axes = plt.subplots(n_rows, len(kinds), figsize=(4.2 * len(kinds), 3.1 * n_rows), sharey="row",
+                             squeeze=False, layout="constrained")
+    for j, kind in enumerate(kinds):
+        sub = table[table["kind"] == kind]
+        _group_points(axes[0, j], sub, groups, ["model.name", "method.name", "loss.name"], "mean",
+                      lambda key: (PALETTE.get(str(key[2]), "#4d4d4d"),
+                                   f"{key[0]}, {str(key[2]).upper()}" + ("" if key[1] == "none" else f"+{key[1]}")))
+        axes[0, j].set_title(f"{str(kind).upper()}, top level {float(sub['ratio'].iloc[0]):.0%}")
+        if n_rows == 2:
+            diff = paired[paired["kind"] == kind]
+            _group_points(axes[1, j], diff, groups, ["model.name", "method.name", "difference"], "mean",
+                          lambda key: (PALETTE.get(str(key[2]).split()[0], "#4d4d4d"), f"{key[2]} ({key[0]})"))
+            axes[1, j].axhline(0, color="black", lw=0.8, ls="--")
+    axes[0, 0].set_ylabel(f"{metric} (mean, 95% CI over seeds)")
+    if n_rows == 2:
+        axes[1, 0].set_ylabel("paired difference (95% CI)")
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def _group_points(ax: plt.Axes, rows: pd.DataFrame, groups: list, keys: list, value: str, style) -> None:
+    """One marker with its 95% CI per group of classes for every line of ``rows`` (by ``keys``),
+    side by side; ``style(key) -> (colour, label)``."""
+    lines = list(rows.groupby(keys, sort=False))
+    x = np.arange(len(groups))
+    for i, (key, line) in enumerate(lines):
+        line = line.set_index("group").reindex(groups)
+        mean = line[value].to_numpy(dtype=float)
+        err = [mean - line["ci_lo"].to_numpy(dtype=float), line["ci_hi"].to_numpy(dtype=float) - mean]
+        colour, label = style(key)
+        offset = (i - (len(lines) - 1) / 2) * 0.6 / max(1, len(lines))
+        ax.errorbar(x + offset, mean, yerr=err, fmt="o", ms=5, capsize=3, lw=1.3, color=colour,
+                    label=f"{label} (n={int(line['n'].min())})")
+    ax.set_xticks(x, [GROUP_NAMES.get(g, g) for g in groups])
+    ax.set_xlim(-0.5, len(groups) - 0.5)
+    ax.grid(False, axis="x")
+    ax.legend(loc="best", fontsize=7)
 
 
 def plot_relative_change(table: pd.DataFrame, ax: plt.Axes | None = None, *, title: str | None = None) -> plt.Axes:

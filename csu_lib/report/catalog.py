@@ -43,6 +43,11 @@ CATALOG: dict[str, FigureEntry] = {
         "degradation", "Degradation curves",
         "Test mAP against the corruption rate for BCE and CSU, one panel per corruption kind: lines are means "
         "over seeds, bands 95% Student-t intervals."),
+    "degradation_uneven": FigureEntry(
+        "degradation", "Uneven noise: corrupted vs control classes",
+        "Test mAP of BCE and CSU under the audit design (half the classes corrupted at graded levels, the rest "
+        "untouched) over all, the corrupted and the control classes, with the paired difference of CSU to BCE "
+        "per group: mean and 95% Student-t interval over seeds."),
     "relative_change": FigureEntry(
         "degradation", "Relative change",
         "Change of test mAP at the chosen corruption rate relative to clean training with the same loss and seed, "
@@ -184,6 +189,15 @@ def _degradation(js: dict) -> Rows:
     return out
 
 
+def _uneven(js: dict) -> Rows:
+    level = _pct(js["design"]["ratio"])
+    out = [(f"{r['loss.name']} {r['kind']} {level} (audit), {r['group']} classes ({r['model.name']})",
+            _ci(r, "mean")) for r in js["table"]]
+    out += [(f"{r['difference']}, {r['kind']} {level} (audit), {r['group']} classes (paired)", _ci(r, "mean"))
+            for r in js.get("paired_difference") or []]
+    return out
+
+
 def _relative(js: dict) -> Rows:
     return [(f"{r['loss.name']} {r['kind']} {_pct(r['ratio'])} ({r['model.name']}), % change", _ci(r, "change_percent", digits=1))
             for r in js["table"]]
@@ -282,7 +296,8 @@ def _explorer(js: dict) -> Rows:
 _READERS: dict[str, Callable[[dict], Rows]] = {
     "corruption_class_rates": _corruption_rates, "corruption_label_counts": _label_counts,
     "corruption_man_transitions": _transitions, "corruption_sln_soft_values": _soft_values,
-    "degradation": _degradation, "relative_change": _relative, "sigma_trajectory": _trajectory, "sigma_kde": _kde,
+    "degradation": _degradation, "degradation_uneven": _uneven, "relative_change": _relative,
+    "sigma_trajectory": _trajectory, "sigma_kde": _kde,
     "sigma_vs_truth": _truth, "class_noise_audit": _audit, "score_plane": _score_plane,
     "landscape_1d": _landscape_1d, "landscape_2d": _landscape_2d, "landscape_geometry": _geometry,
     "class_precision": _class_precision, "method_comparison": _methods,

@@ -87,6 +87,21 @@ def degradation_numbers(*, profile: str, metric: str, kinds: Sequence[str], rati
                        "run_ids": [getattr(r, "config", r).run_id for r in runs]}, runs)
 
 
+def degradation_uneven_numbers(*, profile: str, kinds: Sequence[str], ratio: float, models: list,
+                               losses: Sequence[str], definition: str, table: pd.DataFrame,
+                               paired: Optional[pd.DataFrame], convergence: pd.DataFrame, runs: Sequence) -> dict:
+    """``degradation_uneven``: test mAP per group of classes (all, corrupted, control) under the
+    audit design at ``ratio`` (:func:`csu_lib.analysis.class_groups.group_table`), the paired
+    differences per group (:func:`~csu_lib.analysis.class_groups.group_paired_difference`) and the
+    convergence table of the runs; ``definition``: how the groups are drawn
+    (:data:`csu_lib.analysis.class_groups.GROUP_DEFINITION`)."""
+    return _with_runs({"profile": profile, "design": {"profile": "audit", "ratio": ratio, "kinds": list(kinds)},
+                       "models": models, "losses": list(losses), "metric": "test.mAP", "groups": definition,
+                       "ci": CI_OVER_SEEDS, "table": _records(table), "paired_difference": _records(paired),
+                       "convergence": _records(convergence),
+                       "run_ids": [getattr(r, "config", r).run_id for r in runs]}, runs)
+
+
 def relative_change_numbers(*, profile: str, metric: str, ratio: float, change: pd.DataFrame,
                             paired: Optional[pd.DataFrame], runs: Sequence) -> dict:
     """``relative_change``: :func:`csu_lib.analysis.results.relative_change` at ``ratio`` and the
@@ -232,7 +247,8 @@ FIGURE_NUMBERS = {
     "corruption_class_rates": corruption_class_rates_numbers, "corruption_label_counts": corruption_label_counts_numbers,
     "corruption_man_transitions": corruption_man_transitions_numbers,
     "corruption_sln_soft_values": corruption_sln_soft_values_numbers,
-    "degradation": degradation_numbers, "relative_change": relative_change_numbers,
+    "degradation": degradation_numbers, "degradation_uneven": degradation_uneven_numbers,
+    "relative_change": relative_change_numbers,
     "sigma_trajectory": sigma_trajectory_numbers, "sigma_kde": sigma_kde_numbers,
     "sigma_vs_truth": sigma_vs_truth_numbers, "class_noise_audit": class_noise_audit_numbers,
     "score_plane": score_plane_numbers, "landscape_1d": landscape_1d_numbers, "landscape_2d": landscape_2d_numbers,

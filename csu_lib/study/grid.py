@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 
-from ..config import MethodConfig, RunConfig, parse_condition, parse_data_spec, parse_method_spec
+from ..config import (MethodConfig, RunConfig, audit_conditions, check_audit_ratio, parse_condition, parse_data_spec,
+                      parse_method_spec)
 from ..core.errors import ConfigError
 from ..core.io import read_yaml_mapping
 from .profiles import get_profile, run_config
@@ -31,8 +32,8 @@ def grid(profile: str, *, conditions: Sequence[str] = ("none",), losses: Sequenc
     """The run configurations of a study: every condition x model x method x loss x seed.
 
     ``data``: a data spec (:func:`csu_lib.config.parse_data_spec`; None: the embedded benchmark).
-    ``conditions``: ``"none"``, ``"KIND:RATIO"`` or ``"published:KIND:RATIO"`` (see
-    :func:`parse_condition`); ``corruption``:
+    ``conditions``: ``"none"``, ``"KIND:RATIO"``, ``"published:KIND:RATIO"`` or
+    ``"audit:KIND:RATIO"`` (see :func:`parse_condition`); ``corruption``:
     extra CorruptionConfig fields for the corrupted conditions (e.g. ``{"profile":
     "concentrated", "k_classes": 5}``); ``models=None``: the profile's backbones; ``seeds=None``:
     the profile's seeds.
@@ -47,7 +48,11 @@ def grid(profile: str, *, conditions: Sequence[str] = ("none",), losses: Sequenc
     for cond in conditions:
         parsed = parse_condition(cond)
         if parsed["kind"] != "none":
-            parsed.update(corruption or {})
+            extra = dict(corruption or {})
+            if "profile" in parsed and extra.get("profile", parsed["profile"]) != parsed["profile"]:
+                raise ConfigError(f"condition {cond!r} sets corruption.profile={parsed['profile']!r} but corruption "
+                                  f"sets profile={extra['profile']!r}; name one design")
+            parsed.update(extra)
         for model in models:
             for method in methods:
                 for loss in losses:
@@ -109,14 +114,12 @@ def audit_configs(profile: str, *, kinds: Sequence[str] = ("san", "man", "sln", 
     beside untouched control classes, the corruption drawn anew for every seed."""
     if isinstance(kinds, str) or not list(kinds) or not set(kinds) <= {"san", "man", "sln", "missing"}:
         raise ConfigError(f"audit_kinds must be a non-empty list of san, man, sln, missing, got {kinds!r}")
-    if not isinstance(ratio, (int, float)) or isinstance(ratio, bool) or not 0 < ratio <= 0.5:
-        raise ConfigError(f"audit_ratio must lie in (0, 0.5] (the top within-class level; above 0.5 the noisy "
-                          f"label would be the majority of its class), got {ratio!r}")
+    check_audit_ratio(ratio, "audit_ratio")
     bad = [loss for loss in losses if loss not in ("csu", "csu2")]
     if bad or isinstance(losses, str):
         raise ConfigError(f"the audit reads a learned sigma: losses must be csu and/or csu2, got {losses!r}")
-    return grid(profile, conditions=[f"{k}:{ratio}" for k in kinds], losses=list(losses), models=models, seeds=seeds,
-                epochs=epochs, device=device, corruption={"profile": "audit"}, data=data)
+    return grid(profile, conditions=audit_conditions(kinds, ratio), losses=list(losses), models=models, seeds=seeds,
+                epochs=epochs, device=device, data=data)
 
 
 def comparison_configs(profile: str, condition: str, methods: Sequence[str], seeds: Sequence[int], *,

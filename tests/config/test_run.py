@@ -11,8 +11,9 @@ import pytest
 
 from csu_lib.config import (BENCHMARK_PRESETS, CORRUPTION_KINDS, FRONTEND_PRESETS, BenchmarkConfig, CorruptionConfig,
                             DataConfig, FrontendConfig, LossConfig, ModelConfig, RunConfig, TrainConfig,
-                            frontend_preset)
+                            frontend_preset, parse_condition)
 from csu_lib.core.errors import ConfigError, CsuError
+from csu_lib.study import audit_configs, grid
 
 
 def _reverse_keys(obj):
@@ -307,3 +308,47 @@ def test_presets_are_valid_and_distinct():
     hashes = {cfg.hash() for cfg in BENCHMARK_PRESETS.values()}
     assert len(hashes) == 3
     assert len({cfg.hash() for cfg in FRONTEND_PRESETS.values()}) == len(FRONTEND_PRESETS)
+
+
+# ---------------------------------------------------------------------------------------------
+# The audit design's condition spelling (audit:<kind>:<ratio>)
+
+
+def test_audit_condition_spelling_and_label():
+    assert parse_condition("audit:san:0.5") == {"kind": "san", "ratio": 0.5, "profile": "audit"}
+    assert parse_condition("audit:man") == {"kind": "man", "ratio": 0.5, "profile": "audit"}  # bare kind: 0.5
+    assert CorruptionConfig(**parse_condition("audit:sln:0.3")).label == "sln 30% (audit)"
+    assert CorruptionConfig(kind="san", ratio=0.5).label == "san 50%"  # uniform labels unchanged
+    assert CorruptionConfig(kind="man", ratio=0.15, profile="concentrated").label == "man 15% (concentrated)"
+    assert CorruptionConfig(kind="none", profile="audit").label == "clean"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("audit:none", "condition 'audit:none': the audit design needs a kind and a ratio"),
+    ("audit:san:0.6", r"condition 'audit:san:0.6': the audit ratio must lie in \(0, 0.5\]"),
+    ("audit:san:0", r"the audit ratio must lie in \(0, 0.5\] .*got 0.0"),
+    ("audit:noisy:0.3", "condition 'audit:noisy:0.3': unknown corruption type 'noisy'"),
+    ("audit:san:x", "condition 'audit:san:x': ratio 'x' is not a number"),
+    ("published:audit:man:0.3", "unknown corruption type 'audit'"),
+])
+def test_audit_condition_errors_name_the_condition(text, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_condition(text)
+
+
+def test_the_audit_runs_are_built_from_the_audit_spelling():
+    # the same message for a bad ratio, whichever way the design is asked for
+    with pytest.raises(ConfigError) as by_condition:
+        parse_condition("audit:san:0.6")
+    with pytest.raises(ConfigError) as by_runs:
+        audit_configs("smoke", ratio=0.6)
+    assert str(by_condition.value).partition(" must lie")[2] == str(by_runs.value).partition(" must lie")[2]
+    # the run ids are those of the earlier spelling (kind:ratio with a profile override)
+    configs = audit_configs("smoke", kinds=["san", "missing"], seeds=[0, 1])
+    before = grid("smoke", conditions=["san:0.5", "missing:0.5"], losses=["csu"], seeds=[0, 1],
+                  corruption={"profile": "audit"})
+    assert [c.run_id for c in configs] == [c.run_id for c in before]
+    bce = grid("smoke", conditions=["audit:san:0.25"], losses=["bce"], seeds=[3])
+    assert (bce[0].corruption.profile, bce[0].corruption.ratio, bce[0].corruption.seed) == ("audit", 0.25, 3)
+    with pytest.raises(ConfigError, match="name one design"):
+        grid("smoke", conditions=["audit:san:0.5"], corruption={"profile": "graded"})

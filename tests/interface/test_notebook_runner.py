@@ -29,6 +29,9 @@ FIGURES = {
     "quickstart": ["quickstart_history", "quickstart_sigma"],
     "explorer": ["explorer"],
 }
+#: Figures a notebook writes only when a parameter asks for them (PNG + PDF + JSON each):
+#: degradation's uneven_kinds (tests/notebooks/test_degradation.py).
+OPTIONAL_FIGURES = {"degradation": ["degradation_uneven"]}
 
 
 @pytest.fixture(scope="module")

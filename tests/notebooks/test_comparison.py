@@ -46,3 +46,17 @@ def test_comparison_notebook_rejects_an_unknown_method(tmp_path):
         notebooks.execute("comparison", tmp_path / "bad.ipynb", {
             "profile": "smoke", "methods": ["bce+dropout"], "runs_dir": str(tmp_path / "runs"),
             "fig_dir": str(tmp_path / "figures")})
+
+
+@pytest.mark.slow
+def test_comparison_notebook_under_the_audit_design_reports_the_class_groups(tmp_path):
+    seeds = [0, 1]
+    notebooks.execute("comparison", tmp_path / "executed.ipynb", {
+        "profile": "smoke", "condition": "audit:san:0.5", "methods": ["bce", "csu"], "seeds": seeds,
+        "mask_percents": [], "epochs": 1, "device": "cpu", "runs_dir": str(tmp_path / "runs"),
+        "fig_dir": str(tmp_path / "figures")})
+    numbers = json.loads((tmp_path / "figures" / "method_comparison.json").read_text())
+    assert numbers["condition_label"] == "san 50% (audit)"
+    for row in numbers["table"]:
+        assert row["n"] == len(seeds)
+        assert all(0 <= row[m] <= 1 for m in ("mAP", "mAP_corrupted", "mAP_control"))
