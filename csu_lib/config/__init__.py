@@ -12,8 +12,9 @@ package imports no implementation.
 - :mod:`.data_spec`: :class:`DataSpec`, the one data description of notebooks, study files and
   ``csu figures --data`` (:func:`parse_data_spec`);
 - :mod:`.run`: :class:`CorruptionConfig`, :class:`MethodConfig`, :class:`ModelConfig`,
-  :class:`LossConfig`, :class:`TrainConfig`, :class:`RunConfig`, and the spellings
-  ``san:0.5`` / ``audit:san:0.5`` (:func:`parse_condition`) and ``csu+mixup_or`` (:func:`parse_method_spec`);
+  :class:`LossConfig`, :class:`TrainConfig`, :class:`RunConfig`;
+- :mod:`.spellings`: the spellings ``san:0.5`` / ``audit:san:0.5`` (:func:`parse_condition`) and
+  ``csu+mixup_or`` (:func:`parse_method_spec`);
 - :mod:`.loss_fields`: which loss reads which :class:`LossConfig` field (a run id leaves out the
   others), the default bootstrap weights and the checks of the robust losses' fields.
 """
@@ -23,8 +24,8 @@ from .data_spec import DATA_SPEC_KEYS, DataSpec, parse_data_spec
 from .loss_fields import BOOTSTRAP_BETA
 from .profiles import PROFILES, Profile, get_profile
 from .run import (AUDIT_MAX_RATIO, CORRUPTION_KINDS, LR_SCHEDULES, CorruptionConfig, LossConfig, MethodConfig,
-                  ModelConfig, RunConfig, TrainConfig, audit_conditions, check_audit_ratio, corruption_label, method_label, method_spec,
-                  parse_condition, parse_method_spec)
+                  ModelConfig, RunConfig, TrainConfig, check_audit_ratio, corruption_label)
+from .spellings import audit_conditions, method_label, method_spec, parse_condition, parse_method_spec
 
 __all__ = ["AUDIT_MAX_RATIO", "BENCHMARK_PRESETS", "BOOTSTRAP_BETA", "CORRUPTION_KINDS", "DATA_SPEC_KEYS", "DataSpec",
            "parse_data_spec", "FRONTEND_PRESETS", "LR_SCHEDULES", "BenchmarkConfig",
