@@ -12,7 +12,10 @@ snapshot before them is kept to show that nothing else moved:
   ``csu_fit="gradient"`` keeps the id it had, and so does every config under the fields added
   since (``HASH_OMIT``);
 - ``data/run_ids_before_lr_decays.json``: before the quick profile decayed its learning rate on a
-  plateau (``train.lr_decays``, epoch cap 100): every quick id moved and nothing else."""
+  plateau (``train.lr_decays``, epoch cap 100): every quick id moved and nothing else;
+- ``data/run_ids_before_budget_schedule.json``: before the quick profile trained a budget of 24
+  cosine epochs with BatchNorm recalibration (``train.bn_recalibration``) instead of the plateau
+  decays: every quick id moved and nothing else."""
 from __future__ import annotations
 
 import json
@@ -26,6 +29,7 @@ from csu_lib.study import grid, run_config
 PINNED = json.loads((Path(__file__).resolve().parents[1] / "data" / "run_ids.json").read_text())
 BEFORE_PROFILE_CHANGE = json.loads((Path(__file__).resolve().parents[1] / "data" / "run_ids_before_profile_change.json").read_text())
 BEFORE_STATIONARY_DEFAULT = json.loads((Path(__file__).resolve().parents[1] / "data" / "run_ids_before_stationary_default.json").read_text())
+BEFORE_BUDGET = json.loads((Path(__file__).resolve().parents[1] / "data" / "run_ids_before_budget_schedule.json").read_text())
 BEFORE_LR_DECAYS = json.loads((Path(__file__).resolve().parents[1] / "data" / "run_ids_before_lr_decays.json").read_text())
 
 
@@ -70,8 +74,13 @@ def test_pinned_ids_name_the_run(key):
     assert PINNED[key].startswith(f"{loss}-{model}-s{seed}-")
 
 
+def test_the_budget_schedule_moved_exactly_the_quick_ids():
+    changed = {k for k in PINNED if PINNED[k] != BEFORE_BUDGET[k]}
+    assert changed == {k for k in PINNED if k.startswith("quick|")} and len(changed) == 63
+
+
 def test_lr_decays_moved_exactly_the_quick_ids():
-    changed = {k for k in PINNED if PINNED[k] != BEFORE_LR_DECAYS[k]}
+    changed = {k for k in BEFORE_BUDGET if BEFORE_BUDGET[k] != BEFORE_LR_DECAYS[k]}
     assert changed == {k for k in PINNED if k.startswith("quick|")} and len(changed) == 63
 
 
