@@ -1,5 +1,7 @@
 """ESC-50: ``meta/esc50.csv`` + ``audio/``. Class order = ``target``; ``test_fold`` -> test,
-``val_fold`` -> val, other folds -> train.
+``val_fold`` -> val, other folds -> train. Snapshots laid out otherwise (e.g. ``esc50.csv`` next
+to ``audio/audio/16000/``, the Kaggle-style layout) are read with ``meta_file`` and ``audio_dir``
+(docs/data.md).
 """
 from __future__ import annotations
 
@@ -18,14 +20,16 @@ from .tables import read_table, require_columns, require_file, strip_ext
 
 @register_folder_loader("esc50")
 def load_esc50(root: str | os.PathLike, *, val_fold: Optional[int] = 4, test_fold: int = 5,
-               audio_dir: str = "audio") -> Manifest:
+               audio_dir: str = "audio", meta_file: str = "meta/esc50.csv") -> Manifest:
     """ESC-50 (``meta/esc50.csv`` + ``audio/``): fold ``test_fold`` -> test, ``val_fold`` -> val
     (``None``: no validation split), every other fold -> train. Classes ordered by ``target``.
+    ``meta_file`` and ``audio_dir`` (relative to ``root``) name the metadata table and the folder
+    of the wav files where a copy lays them out differently.
 
     Extra columns: ``fold``, ``esc10`` (bool, when present), ``source``/``origin``.
     """
     root = Path(root)
-    meta = root / "meta" / "esc50.csv"
+    meta = root / meta_file
     require_file(meta, "ESC-50 metadata file")
     table = read_table(meta)
     require_columns(table, ("filename", "fold", "target", "category"), meta)

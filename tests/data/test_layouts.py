@@ -73,6 +73,24 @@ def test_esc50_folds_and_class_order(esc_root):
     assert set(m2.clips.loc[m2.clips["fold"] == 5, "split"]) == {"train"}
 
 
+def test_esc50_snapshot_layout_with_meta_file_and_audio_dir(esc_root):
+    """A copy with esc50.csv beside audio/audio/16000/ (the layout of the public snapshot the docs
+    use) reads through meta_file and audio_dir; a wrong meta_file is named in the error."""
+    import shutil
+
+    snap = esc_root / "snapshot"
+    (snap / "audio" / "audio").mkdir(parents=True)
+    shutil.copytree(esc_root / "audio", snap / "audio" / "audio" / "16000")
+    shutil.copy(esc_root / "meta" / "esc50.csv", snap / "esc50.csv")
+    m = load_esc50(snap, meta_file="esc50.csv", audio_dir="audio/audio/16000")
+    plain = load_esc50(esc_root)
+    assert m.class_names == plain.class_names and np.array_equal(m.labels, plain.labels)
+    assert m.clips.at[0, "path"] == "audio/audio/16000/" + plain.clips.at[0, "path"].split("/", 1)[1]
+    m.check_files()
+    with pytest.raises(Exception, match="meta/esc50.csv"):
+        load_esc50(snap)
+
+
 def test_esc50_bad_folds(esc_root):
     with pytest.raises(ConfigError, match="val_fold=7"):
         load_esc50(esc_root, val_fold=7)
