@@ -13,17 +13,20 @@ package imports no implementation.
   ``csu figures --data`` (:func:`parse_data_spec`);
 - :mod:`.run`: :class:`CorruptionConfig`, :class:`MethodConfig`, :class:`ModelConfig`,
   :class:`LossConfig`, :class:`TrainConfig`, :class:`RunConfig`, and the spellings
-  ``san:0.5`` (:func:`parse_condition`) and ``csu+mixup_or`` (:func:`parse_method_spec`).
+  ``san:0.5`` (:func:`parse_condition`), ``csu+mixup_or`` (:func:`parse_method_spec`) and the loss
+  spellings such as ``csu_stationary`` (:func:`parse_loss_spec`, :func:`loss_label`).
 """
 from .base import Serialisable
 from .data import BENCHMARK_PRESETS, FRONTEND_PRESETS, BenchmarkConfig, DataConfig, FrontendConfig, frontend_preset
 from .data_spec import DATA_SPEC_KEYS, DataSpec, parse_data_spec
 from .profiles import PROFILES, Profile, get_profile
-from .run import (CORRUPTION_KINDS, LR_SCHEDULES, CorruptionConfig, LossConfig, MethodConfig, ModelConfig, RunConfig,
-                  TrainConfig, corruption_label, method_label, method_spec, parse_condition, parse_method_spec)
+from .run import (CORRUPTION_KINDS, LOSS_LABELS, LOSS_VARIANTS, LR_SCHEDULES, CorruptionConfig, LossConfig,
+                  MethodConfig, ModelConfig, RunConfig, TrainConfig, corruption_label, loss_label, loss_spec,
+                  method_label, method_spec, parse_condition, parse_loss_spec, parse_method_spec)
 
 __all__ = ["BENCHMARK_PRESETS", "CORRUPTION_KINDS", "DATA_SPEC_KEYS", "DataSpec", "parse_data_spec", "FRONTEND_PRESETS", "LR_SCHEDULES", "BenchmarkConfig",
            "PROFILES", "Profile", "get_profile",
-           "CorruptionConfig", "DataConfig", "FrontendConfig", "LossConfig", "MethodConfig", "ModelConfig",
-           "RunConfig", "Serialisable", "TrainConfig", "corruption_label", "frontend_preset", "method_label",
-           "method_spec", "parse_condition", "parse_method_spec"]
+           "CorruptionConfig", "DataConfig", "FrontendConfig", "LOSS_LABELS", "LOSS_VARIANTS", "LossConfig",
+           "MethodConfig", "ModelConfig",
+           "RunConfig", "Serialisable", "TrainConfig", "corruption_label", "frontend_preset", "loss_label", "loss_spec",
+           "method_label", "method_spec", "parse_condition", "parse_loss_spec", "parse_method_spec"]

@@ -162,11 +162,11 @@ class LossConfig(Serialisable):
     csu_lr: Optional[float] = None  # None: the model's learning rate
     csu_scale: str = "full"  # "full": exp(-s) * BCE; "half": exp(-s) / 2 * BCE (1/(2 sigma^2))
     csu_class_reduction: str = "sum"  # "sum" or "mean" over classes
-    #: how s is learned: "stationary" (after every epoch s is set to its closed-form optimum for
-    #: the network of that moment, from the training clips in eval mode) or "gradient" (s is a
-    #: parameter of the optimiser with learning rate csu_lr: the paper's form, read before its
-    #: stationary point unless the run is long; docs/methods.md, section 1)
-    csu_fit: str = "stationary"
+    #: how s is learned: "gradient" (the paper's form, what "CSU" means in the suite: s is a
+    #: parameter of the optimiser with learning rate csu_lr, learned jointly with the network) or
+    #: "stationary" (our variant, spelled "csu_stationary": after every epoch s is set to its
+    #: closed-form optimum for the network of that moment; docs/methods.md, section 1)
+    csu_fit: str = "gradient"
 
     # fields added after run ids were stored: omitted from the hash at their earlier behaviour
     HASH_OMIT = {"csu_fit": "gradient"}
@@ -306,17 +306,61 @@ def parse_condition(text: str) -> dict:
     return {"kind": kind, "ratio": r}
 
 
+#: Loss spellings that name a variant of a registered loss, accepted wherever a loss is named (a
+#: study grid's ``losses``, a method spec, ``csu train --loss``): spelling -> (loss name, LossConfig
+#: fields). Plain ``"csu"`` is the paper's form (s learned by the optimiser); ``"csu_stationary"``
+#: is our stationary fit of s (docs/methods.md, section 1), the same configuration as
+#: ``LossConfig(name="csu", csu_fit="stationary")``, with the same run id.
+LOSS_VARIANTS: dict[str, tuple[str, dict]] = {
+    "csu_stationary": ("csu", {"csu_fit": "stationary"}),
+    "csu2_stationary": ("csu2", {"csu_fit": "stationary"}),
+}
+
+#: How figures and tables name a loss spelling (:func:`loss_spec`); any other prints as spelled.
+LOSS_LABELS = {"bce": "BCE", "csu": "CSU", "csu_stationary": "CSU (stationary)", "csu2": "two-sided CSU",
+               "csu2_stationary": "two-sided CSU (stationary)"}
+
+
+def _loss_names() -> list[str]:
+    return [*registry.registry("loss"), *LOSS_VARIANTS]
+
+
+def parse_loss_spec(text: str) -> tuple[str, dict]:
+    """A loss spelling -> (registered loss name, LossConfig field overrides): ``"csu"`` ->
+    ``("csu", {})``, ``"csu_stationary"`` -> ``("csu", {"csu_fit": "stationary"})``
+    (:data:`LOSS_VARIANTS`); any other spelling is a loss name (which LossConfig checks)."""
+    name, fields = LOSS_VARIANTS.get(str(text).strip(), (str(text).strip(), {}))
+    return name, dict(fields)
+
+
+def loss_spec(loss: LossConfig) -> str:
+    """The spelling of a loss configuration, the inverse of :func:`parse_loss_spec`: ``csu``
+    (the paper's form), ``csu_stationary``, ``bce`` ..."""
+    for spelling, (name, fields) in LOSS_VARIANTS.items():
+        if loss.name == name and all(getattr(loss, key) == value for key, value in fields.items()):
+            return spelling
+    return loss.name
+
+
+def loss_label(loss) -> str:
+    """How figures and tables name a loss (a :class:`LossConfig` or a spelling): ``CSU`` for the
+    paper's form, ``CSU (stationary)`` for the stationary variant (:data:`LOSS_LABELS`)."""
+    spec = loss_spec(loss) if isinstance(loss, LossConfig) else str(loss)
+    return LOSS_LABELS.get(spec, spec)
+
+
 def parse_method_spec(spec: str) -> tuple[str, str]:
     """``"bce"`` -> ("bce", "none"); ``"csu+mixup_or"`` -> ("csu", "mixup_or"); a bare method
-    name (``"teacher_mask"``) means BCE with that method."""
-    losses, methods = registry.registry("loss"), registry.registry("method")
+    name (``"teacher_mask"``) means BCE with that method. The loss may be a variant spelling
+    (``"csu_stationary+mixup_or"``: :func:`parse_loss_spec` turns it into its configuration)."""
+    losses, methods = _loss_names(), registry.registry("method")
     text = str(spec).strip()
     loss, plus, method = text.partition("+")
     if not plus:
         loss, method = (text, "none") if text in losses else ("bce", text)
     if loss not in losses or method not in methods:
         raise ConfigError(f"method {spec!r}: write '<loss>' or '<loss>+<method>' with a loss in "
-                          f"{list(losses)} and a method in {list(methods)}")
+                          f"{losses} and a method in {list(methods)}")
     return loss, method
 
 
@@ -327,5 +371,5 @@ def method_spec(loss: str, method: str) -> str:
 
 
 def method_label(config: RunConfig) -> str:
-    """The :func:`method_spec` of a run."""
-    return method_spec(config.loss.name, config.method.name)
+    """The :func:`method_spec` of a run (its loss as :func:`loss_spec` spells it)."""
+    return method_spec(loss_spec(config.loss), config.method.name)

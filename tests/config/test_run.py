@@ -279,3 +279,29 @@ def test_presets_are_valid_and_distinct():
     hashes = {cfg.hash() for cfg in BENCHMARK_PRESETS.values()}
     assert len(hashes) == 3
     assert len({cfg.hash() for cfg in FRONTEND_PRESETS.values()}) == len(FRONTEND_PRESETS)
+
+
+def test_csu_is_the_papers_form_and_csu_stationary_names_the_variant():
+    """"csu" learns s by the optimiser (the paper's form); "csu_stationary" is the same loss with
+    the stationary fit, accepted wherever a loss is named (grid, method spec, run_config) and
+    labelled apart in figures."""
+    from csu_lib.config import loss_label, loss_spec, method_label, parse_loss_spec, parse_method_spec
+    from csu_lib.study import comparison_configs, grid, run_config
+
+    assert LossConfig(name="csu").csu_fit == "gradient"
+    assert parse_loss_spec("csu_stationary") == ("csu", {"csu_fit": "stationary"})
+    assert parse_loss_spec("csu") == ("csu", {}) and parse_loss_spec("csu2_stationary")[0] == "csu2"
+    assert parse_method_spec("csu_stationary+mixup_or") == ("csu_stationary", "mixup_or")
+    assert parse_method_spec("csu_stationary") == ("csu_stationary", "none")
+    configs = grid("smoke", losses=["bce", "csu", "csu_stationary"], seeds=[0])
+    assert [(c.loss.name, c.loss.csu_fit) for c in configs] == [("bce", "gradient"), ("csu", "gradient"),
+                                                                 ("csu", "stationary")]
+    assert [loss_spec(c.loss) for c in configs] == ["bce", "csu", "csu_stationary"]
+    assert [loss_label(c.loss) for c in configs] == ["BCE", "CSU", "CSU (stationary)"]
+    assert loss_label("csu_stationary") == "CSU (stationary)" and loss_label("gce") == "gce"
+    assert configs[2] == run_config("smoke", loss="csu", loss_options={"csu_fit": "stationary"})
+    assert configs[2].run_id != configs[1].run_id
+    (mixed,) = comparison_configs("smoke", "san:0.5", ["csu_stationary+mixup_or"], [0]).values()
+    assert mixed[0].loss.csu_fit == "stationary" and method_label(mixed[0]) == "csu_stationary+mixup_or"
+    with pytest.raises(ConfigError, match="csu_stationary"):
+        parse_method_spec("csu_fancy+mixup_or")
