@@ -2,8 +2,8 @@
 
 Trains CSU runs of the profile (every ``--conditions`` x ``--seeds``, to a validation plateau as
 the profile trains them) under each ``--fits``: ``stationary`` (s set to its closed-form optimum
-after every epoch, the default), ``gradient`` (the paper's form: s learned by Adam at the model's
-learning rate) and ``gradient-xK`` (s learned by Adam at K times the model's learning rate). Per
+after every epoch: the variant ``csu_stationary``), ``gradient`` (the paper's form, what "CSU"
+means by default: s learned by Adam at the model's learning rate) and ``gradient-xK`` (s learned by Adam at K times the model's learning rate). Per
 fit and condition it prints the median over classes of |s - s*| for the selected model (s* from
 the run's own training scores and labels, recomputed here from the record's files:
 ``analysis.sigma.stationarity_table``), the epochs run and the test mAP, mean and Student-t 95% CI

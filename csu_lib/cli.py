@@ -1,6 +1,6 @@
 """The ``csu`` command.
 
-    csu train   [--profile P] [--loss bce|csu] [--model M] [--seed N] [--epochs N]
+    csu train   [--profile P] [--loss bce|csu|csu_stationary] [--model M] [--seed N] [--epochs N]
                 [--corruption KIND[:RATIO]] [--device D] [--config RUN.json] [--run-dir DIR]
     csu sweep   STUDY.yaml [--runs-dir DIR] [--engine local|ray] [--address ADDR]
                 [--cpus-per-run N] [--gpus-per-run N] [--workers N] [--threads-per-worker T]
@@ -210,7 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     t = sub.add_parser("train", help="train one run (resumes an interrupted run, skips a complete one)")
     t.add_argument("--profile", default="quick", help="smoke | quick | paper (default: quick)")
-    t.add_argument("--loss", default="csu", help="bce | csu (default: csu)")
+    t.add_argument("--loss", default="csu",
+                   help="bce | csu (the paper's form, s learned by gradient) | csu_stationary (default: csu)")
     t.add_argument("--model", default=None, help="backbone name (default: the profile's first backbone)")
     t.add_argument("--width", type=float, default=None,
                    help="width multiplier (default: the backbone's CPU size in smoke/quick, 1.0 in paper)")

@@ -2,17 +2,24 @@
 several estimators side by side and, where the truth is known (injected corruption), score each
 estimator against it.
 
-Estimators (higher = less reliable), per CSU run (one-sided, or two-sided ``csu2``):
+Estimators (higher = less reliable), per CSU run (one-sided, or two-sided ``csu2``), each named
+by the quantity it reads:
 
-- ``sigma``: CSU's learned sigma_c of the selected model
-  (:attr:`csu_lib.records.RunRecord.final_log_sigma2`, sigma by :func:`csu_lib.losses.sigma_of`);
-  for a ``csu2`` run, the one-sided stationary s of its network
-  (:func:`csu_lib.losses.optimum_log_sigma2` of the mean BCE of its training scores); at its
-  stationary point sigma_c^2 = 2 * scale * mean BCE_c over ALL training clips, so it
-  carries the class's base rate (docs/methods.md, section 1).
-- ``sigma_normalised``: sigma_c^2 / (2 * scale * H(prevalence_c)), H the binary entropy of the
-  class's noisy training base rate: the share of the class's prior entropy the model leaves
-  unexplained (1 = no better than the base rate).
+- ``sigma``: CSU's LEARNED sigma_c of the selected model (for "CSU", the paper's form, the s the
+  optimiser learned, wherever it stands relative to its optimum;
+  :attr:`csu_lib.records.RunRecord.final_log_sigma2`, sigma by :func:`csu_lib.losses.sigma_of`);
+  for a ``csu2`` run, the one-sided s* of its network (below).
+- ``sigma_optimum``: sigma at s*, the stationary optimum of the selected network
+  (:attr:`csu_lib.records.RunRecord.optimum_log_sigma2`; else :func:`csu_lib.losses.optimum_log_sigma2`
+  of the mean BCE of its training scores): sigma_c^2 = 2 * scale * mean BCE_c over ALL training
+  clips, so it carries the class's base rate (docs/methods.md, section 1).
+- ``bce_loss`` (a plain BCE run of the same design, ``bce_estimator`` in the notebook): sigma at
+  the s* of the BCE network, i.e. exp(s*/2) with s* = log(2 * mean BCE_c) of its training scores
+  against its training labels -- the per-class training loss of a network trained without any
+  sigma. Does CSU's sigma carry more than that?
+- ``sigma_normalised``: the learned sigma_c^2 / (2 * scale * H(prevalence_c)), H the binary
+  entropy of the class's noisy training base rate: at s* the share of the class's prior entropy
+  the model leaves unexplained (1 = no better than the base rate).
 - ``s_plus`` / ``s_minus``: the two-sided reading, log of twice the mean loss per positive
   (-log p) and per negative (-log(1 - p)) of the class -- the stationary s+ and s- of two-sided
   CSU. For a ``csu2`` run they are its own learned values; for a one-sided run they are read off
@@ -36,14 +43,16 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from ..config import loss_spec
 from ..core.errors import RunRecordError
 from ..core.stats import mean_ci
 from ..corruption import audit_levels
-from ..losses import (TwoSidedCSULoss, bce_from_scores, optimum_log_sigma2, scale_of, sides_of, sigma2_of,
-                      sigma_of)
+from ..losses import (TwoSidedCSULoss, bce_from_scores, learns_reliability, optimum_log_sigma2, scale_of, sides_of,
+                      sigma2_of, sigma_of)
 from ..records import RunRecord
 
-ESTIMATORS = ("sigma", "sigma_normalised", "s_plus", "s_minus", "teacher_fp", "teacher_fn")
+ESTIMATORS = ("sigma", "sigma_optimum", "sigma_normalised", "s_plus", "s_minus", "teacher_fp", "teacher_fn",
+              "bce_loss")
 
 
 def binary_entropy(p: np.ndarray) -> np.ndarray:
@@ -77,31 +86,44 @@ def teacher_estimates(teacher_scores: np.ndarray, targets: np.ndarray) -> tuple[
     return fp, fn
 
 
+def network_optimum(record: RunRecord, targets: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    """The one-sided s* of a run's selected network on its training clips (C,): the record's stored
+    optimum of a one-sided CSU run, else :func:`csu_lib.losses.optimum_log_sigma2` of the mean
+    BCE of its training scores against ``targets`` (a BCE or ``csu2`` run)."""
+    stored = record.optimum_log_sigma2 if sides_of(record.config.loss) == 1 else None
+    return stored if stored is not None else optimum_log_sigma2(bce_from_scores(record.scores("train"), targets).mean(0),
+                                                                scale)
+
+
 def class_estimates(record: RunRecord, teacher_scores: Optional[np.ndarray] = None) -> pd.DataFrame:
     """One row per class of a CSU (or csu2) run: every estimator, the noisy prevalence, the true
-    ``label_noise_rate`` and the designed level (audit profile; else NaN)."""
+    ``label_noise_rate`` and the designed level (audit profile; else NaN). For a plain BCE run:
+    ``bce_loss`` (sigma at its network's s*) and the same prevalence, truth and level."""
     targets = training_targets(record)
     result = record.corruption()
     n_classes = targets.shape[1]
     scale = scale_of(record.config.loss)
     prevalence = targets.mean(axis=0)
+    cfg = record.config.corruption
+    levels = audit_levels(n_classes, cfg) if cfg.profile == "audit" and cfg.kind != "none" else np.full(n_classes, np.nan)
+    base = {"class": np.arange(n_classes), "class_name": record.class_names}
+    truth = {"prevalence": prevalence, "truth": np.asarray(result.label_noise_rate, np.float64), "level": levels}
+    if not learns_reliability(record.config.loss):
+        return pd.DataFrame({**base, "bce_loss": sigma_of(network_optimum(record, targets)), **truth})
+    star = network_optimum(record, targets, scale)
     if sides_of(record.config.loss) == 2:
         s_both = record.final_log_sigma2
         s_plus, s_minus = s_both[:n_classes], s_both[n_classes:]
-        # the one-sided s of the same network: its stationary optimum from the mean BCE of its scores
-        s = optimum_log_sigma2(bce_from_scores(record.scores("train"), targets).mean(0), scale)
+        s = star  # the one-sided s of the same network: its stationary optimum
     else:
         s = record.final_log_sigma2
         if s is None:
             raise RunRecordError(f"{record.path} has no sigma log (loss {record.config.loss.name!r} learns no sigma)")
         s_plus, s_minus = two_sided_reading(record.scores("train"), targets, scale)
-    cfg = record.config.corruption
-    levels = audit_levels(n_classes, cfg) if cfg.profile == "audit" and cfg.kind != "none" else np.full(n_classes, np.nan)
     out = pd.DataFrame({
-        "class": np.arange(n_classes), "class_name": record.class_names,
-        "sigma": sigma_of(s), "sigma_normalised": sigma2_of(s) / (2 * scale * binary_entropy(prevalence)),
-        "s_plus": s_plus, "s_minus": s_minus, "prevalence": prevalence,
-        "truth": np.asarray(result.label_noise_rate, np.float64), "level": levels})
+        **base, "sigma": sigma_of(s), "sigma_optimum": sigma_of(star),
+        "sigma_normalised": sigma2_of(s) / (2 * scale * binary_entropy(prevalence)),
+        "s_plus": s_plus, "s_minus": s_minus, **truth})
     if teacher_scores is not None:
         out["teacher_fp"], out["teacher_fn"] = teacher_estimates(teacher_scores, targets)
     return out
@@ -153,12 +175,13 @@ def score_estimates(table: pd.DataFrame, estimators: Sequence[str] = ESTIMATORS)
 
 def audit_scores(records: Sequence[RunRecord], teacher: Optional[Mapping[str, np.ndarray]] = None) -> pd.DataFrame:
     """:func:`score_estimates` of every run (``teacher``: run path -> out-of-fold teacher scores),
-    one row per run and estimator with its kind, loss and seed."""
+    one row per run and estimator with its kind, loss (as spelled: ``csu``, ``csu_stationary``,
+    ``csu2``, ``bce``: :func:`csu_lib.config.loss_spec`) and seed."""
     rows = []
     for rec in records:
         table = class_estimates(rec, None if teacher is None else teacher.get(str(rec.path)))
         for row in score_estimates(table):
-            rows.append({"kind": rec.config.corruption.kind, "loss": rec.config.loss.name,
+            rows.append({"kind": rec.config.corruption.kind, "loss": loss_spec(rec.config.loss),
                          "seed": rec.config.train.seed, "path": str(rec.path), **row})
     return pd.DataFrame(rows)
 
@@ -198,12 +221,22 @@ def top_classes(records: Sequence[RunRecord], estimator: str = "sigma_normalised
     return merged.sort_values(estimator, ascending=False).head(top).reset_index(drop=True)
 
 
+#: Beside every estimator of the one-sided CSU runs, the audit figure shows these of other runs
+#: (loss spelling -> estimators), named ``"<estimator> [<loss>]"``; the BCE network's loss keeps its name.
+OTHER_RUNS = {"csu_stationary": ("sigma",), "csu2": ("s_plus", "s_minus"), "bce": ("bce_loss",)}
+
+
 def estimator_view(summary: pd.DataFrame) -> tuple[pd.DataFrame, list[str]]:
     """The rows of :func:`summarise_scores` the audit figure compares, and their estimator order:
-    every estimator of the one-sided CSU runs, plus s+ and s- of trained two-sided runs (``csu2``,
-    named ``"s_plus [csu2]"``) when there are any."""
-    one = summary[summary["loss"] == "csu"]
-    two = summary[(summary["loss"] == "csu2") & summary["estimator"].isin(["s_plus", "s_minus"])].copy()
-    two["estimator"] = two["estimator"] + " [csu2]"
-    order = [e for e in ESTIMATORS if e in set(one["estimator"])] + list(dict.fromkeys(two["estimator"]))
-    return pd.concat([one, two], ignore_index=True), order
+    every estimator of the one-sided CSU runs (the paper's form), then those of :data:`OTHER_RUNS`
+    present: the learned sigma of stationary-fit runs (``"sigma [csu_stationary]"``), s+ and s- of
+    trained two-sided runs (``"s_plus [csu2]"``) and the BCE network's loss (``"bce_loss"``)."""
+    parts = [summary[summary["loss"] == "csu"]]
+    for loss, names in OTHER_RUNS.items():
+        rows = summary[(summary["loss"] == loss) & summary["estimator"].isin(names)].copy()
+        if loss != "bce":
+            rows["estimator"] = rows["estimator"] + f" [{loss}]"
+        parts.append(rows)
+    order = [e for e in ESTIMATORS if e in set(parts[0]["estimator"])]
+    order += [e for part in parts[1:] for e in dict.fromkeys(part["estimator"])]
+    return pd.concat(parts, ignore_index=True), order

@@ -1,5 +1,6 @@
 """The learned sigma of CSU runs, read from their run records: per-class tables, trajectories of
-the gradient multiplier over training, and runs grouped by setting.
+the gradient multiplier over training (per step, and per epoch beside the multiplier of the
+epoch's s*: the CSU paper's Fig. 7), and runs grouped by setting.
 
 Conventions: a run logs ``s_c = log sigma_c^2`` after every optimiser step
 (:attr:`~csu_lib.records.RunRecord.log_sigma2`); sigma and the multiplier are derived from it by
@@ -8,9 +9,12 @@ the one definition of :mod:`csu_lib.losses.reliability` (:func:`~csu_lib.losses.
 log sigma^2" of a run is the s of its selected model, read from its record
 (:attr:`~csu_lib.records.RunRecord.final_log_sigma2`; the log's last row is the last step, which
 belongs to later weights when early stopping kept an earlier epoch). Normalised training
-progress of step t (0-based) of T logged steps is ``(t + 1) / T``. Runs without a log (BCE) have
-no learned sigma and are skipped by the functions below (an error is raised only when nothing is
-left).
+progress of step t (0-based) of T logged steps is ``(t + 1) / T``, of epoch e of E ``(e + 1) / E``.
+Per epoch a run records the learned s at the epoch's end (the log's last step of the epoch) and
+the s* of the epoch's own training steps (:attr:`~csu_lib.records.RunRecord.epoch_optimum_log_sigma2`:
+the optimum for the network as it moved through the epoch, in train mode; recorded, never fed
+back). Runs without a log (BCE) have no learned sigma and are skipped by the functions below (an
+error is raised only when nothing is left).
 """
 from __future__ import annotations
 
@@ -19,6 +23,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from ..config import loss_label
 from ..core.errors import RunRecordError
 from ..core.stats import mean_ci
 from ..losses import bce_from_scores, multiplier_of, optimum_log_sigma2, scale_of, sides_of, sigma_of
@@ -51,9 +56,54 @@ def aggregate_trajectories(records: Sequence[RunRecord], n_points: int = 101) ->
     if not records:
         raise RunRecordError("no runs to aggregate")
     grid = np.linspace(0.0, 1.0, n_points)
-    curves = np.stack([median_multiplier_trajectory(r, grid) for r in records])
-    mean, lo, hi = (np.exp(x) for x in mean_ci(np.log(curves)))
+    mean, lo, hi = _geometric_mean_ci(np.stack([median_multiplier_trajectory(r, grid) for r in records]))
     return pd.DataFrame({"progress": grid, "mean": mean, "lo": lo, "hi": hi, "n_runs": len(records)})
+
+
+def _geometric_mean_ci(curves: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """exp of the mean and Student-t 95% interval over runs (rows) of the log of positive curves."""
+    mean, lo, hi = mean_ci(np.log(curves))
+    return np.exp(mean), np.exp(lo), np.exp(hi)
+
+
+def epoch_multipliers(record: RunRecord) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(progress (E,), multiplier ``scale * exp(-s)`` of the learned s at the end of every epoch
+    (E, C), the same of every epoch's s* (E, C), or None where the record keeps none) of one CSU run."""
+    if not record.learns_sigma:
+        raise RunRecordError(f"{record.path} has no sigma log (loss {record.config.loss.name!r} learns no sigma)")
+    scale = scale_of(record.config.loss)
+    learned = record.epoch_log_sigma2
+    star = record.epoch_optimum_log_sigma2
+    return (np.arange(1, len(learned) + 1) / len(learned), multiplier_of(learned, scale),
+            None if star is None else multiplier_of(star, scale))
+
+
+def aggregate_epoch_trajectories(records: Sequence[RunRecord], n_points: int = 101) -> pd.DataFrame:
+    """The trajectory figure's curves of a group of runs: per run the class-wise median of the
+    multiplier per epoch, interpolated onto ``n_points`` of normalised progress, then the geometric
+    mean and 95% CI over runs (as :func:`aggregate_trajectories`), of the learned s (``mean``,
+    ``lo``, ``hi``; from its initial value ``loss.csu_init`` at progress 0) and of each epoch's s*
+    (``optimum``, ``optimum_lo``, ``optimum_hi``; NaN before every run's first epoch ended, and
+    everywhere when no run records it). ``n_runs``: runs behind the learned curve;
+    ``n_runs_optimum``: those with a recorded s*."""
+    if not records:
+        raise RunRecordError("no runs to aggregate")
+    grid = np.linspace(0.0, 1.0, n_points)
+    learned, optimum, first = [], [], 0.0
+    for record in records:
+        progress, mult, star = epoch_multipliers(record)
+        start = float(multiplier_of(record.config.loss.csu_init, scale_of(record.config.loss)))
+        learned.append(np.interp(grid, np.r_[0.0, progress], np.r_[start, np.median(mult, axis=1)]))
+        if star is not None:
+            optimum.append(np.interp(grid, progress, np.median(star, axis=1)))
+            first = max(first, float(progress[0]))
+    mean, lo, hi = _geometric_mean_ci(np.stack(learned))
+    out = pd.DataFrame({"progress": grid, "mean": mean, "lo": lo, "hi": hi, "n_runs": len(records)})
+    band = _geometric_mean_ci(np.stack(optimum)) if optimum else (np.full(n_points, np.nan),) * 3
+    for name, values in zip(("optimum", "optimum_lo", "optimum_hi"), band):
+        out[name] = np.where(grid >= first - 1e-12, values, np.nan)
+    out["n_runs_optimum"] = len(optimum)
+    return out
 
 
 #: Columns that identify a run's setting in the tables below (dotted config names).
@@ -67,11 +117,15 @@ DEFAULT_BY: tuple[str, ...] = ("corruption.kind", "corruption.ratio", "model.nam
 
 def config_value(record: RunRecord, key: str):
     """A dotted config value of a run (``"corruption.kind"``, ``"train.seed"``, ...); ``"path"``
-    gives the run directory and ``"condition"`` the label ``clean`` / ``san 50%``."""
+    gives the run directory, ``"condition"`` the label ``clean`` / ``san 50%`` and ``"loss.label"``
+    the loss as figures name it (``CSU``, the paper's form, or ``CSU (stationary)``:
+    :func:`csu_lib.config.loss_label`)."""
     if key == "path":
         return str(record.path)
     if key == "condition":
         return record.config.corruption.label
+    if key == "loss.label":
+        return loss_label(record.config.loss)
     obj = record.config
     for part in key.split("."):
         if not hasattr(obj, part):
@@ -126,11 +180,15 @@ def class_truth(record: RunRecord) -> tuple[np.ndarray, np.ndarray] | None:
 
 
 def sigma_table(records: Sequence[RunRecord], *, class_names: Sequence[str] | None = None) -> pd.DataFrame:
-    """One row per (run, class) with the final learned sigma and the class's true corruption.
+    """One row per (run, class) with the final learned sigma, its companion at s*, and the class's
+    true corruption.
 
     Columns: the run columns :data:`RUN_COLUMNS`, ``condition`` (``clean`` / ``san 50%``),
     ``path``, ``class`` (index), ``class_name`` (when ``class_names`` is given), ``log_sigma2``
-    (s), ``sigma = exp(s/2)``, ``multiplier`` (``scale * exp(-s)``), ``class_rate`` and ``label_noise_rate``
+    (the learned s of the selected model), ``sigma = exp(s/2)``, ``multiplier`` (``scale * exp(-s)``),
+    ``optimum_log_sigma2`` / ``optimum_sigma`` (the stationary optimum s* of the selected network and
+    its sigma, :attr:`~csu_lib.records.RunRecord.optimum_log_sigma2`; NaN where the record keeps
+    none), ``class_rate`` and ``label_noise_rate``
     (see :class:`~csu_lib.corruption.CorruptionResult`; 0 for clean runs, NaN when a corrupted
     run has no corruption record) and ``corrupted`` (``class_rate > 0``, nullable boolean:
     <NA> when unknown).
@@ -142,8 +200,11 @@ def sigma_table(records: Sequence[RunRecord], *, class_names: Sequence[str] | No
             continue
         s = final_log_sigma2(record)
         n = len(s)
+        star = record.optimum_log_sigma2
+        star = np.full(n, np.nan) if star is None else star
         df = pd.DataFrame({"class": np.arange(n), "log_sigma2": s, "sigma": sigma_of(s),
-                           "multiplier": multiplier_of(s, scale_of(record.config.loss))})
+                           "multiplier": multiplier_of(s, scale_of(record.config.loss)),
+                           "optimum_log_sigma2": star, "optimum_sigma": sigma_of(star)})
         if class_names is not None:
             if len(class_names) != n:
                 raise RunRecordError(f"{len(class_names)} class names for {n} classes of {record.path}")
@@ -177,16 +238,21 @@ def group_records(records: Sequence[RunRecord], by: Sequence[str] = DEFAULT_BY) 
 
 
 def grouped_trajectories(records: Sequence[RunRecord], by: Sequence[str] = DEFAULT_BY,
-                         n_points: int = 101) -> dict[str, pd.DataFrame]:
-    """:func:`aggregate_trajectories` per group of runs (grouped by the config keys ``by``).
+                         n_points: int = 101, *, per: str = "step") -> dict[str, pd.DataFrame]:
+    """:func:`aggregate_trajectories` (``per="step"``) or :func:`aggregate_epoch_trajectories`
+    (``per="epoch"``: the learned s with each epoch's s* as companion) per group of runs (grouped
+    by the config keys ``by``).
 
-    Returns ``{label: DataFrame}`` (columns ``progress, mean, lo, hi, n_runs`` plus one constant
-    column per key of ``by``), ready for :func:`csu_lib.plots.plot_multiplier_trajectories`.
-    Runs without a sigma log are skipped.
+    Returns ``{label: DataFrame}`` (columns ``progress, mean, lo, hi, n_runs``, per epoch also the
+    ``optimum`` columns, plus one constant column per key of ``by``), ready for
+    :func:`csu_lib.plots.plot_multiplier_trajectories`. Runs without a sigma log are skipped.
     """
+    if per not in ("step", "epoch"):
+        raise ValueError(f"per must be 'step' or 'epoch', got {per!r}")
+    aggregate = aggregate_trajectories if per == "step" else aggregate_epoch_trajectories
     out: dict[str, pd.DataFrame] = {}
     for label, group in group_records([r for r in records if r.learns_sigma], by).items():
-        df = aggregate_trajectories(group, n_points)
+        df = aggregate(group, n_points)
         for key in by:
             df[key] = config_value(group[0], key)
         out[label] = df
@@ -212,11 +278,13 @@ def class_trajectories(record: RunRecord, grid: int | np.ndarray = 101, *,
 
 
 def stationarity_table(records: Sequence[RunRecord]) -> pd.DataFrame:
-    """One row per CSU run: how it learned s (``fit``), and the median over classes of |s - s*| for
+    """One row per CSU run: its loss label (``CSU``, ``CSU (stationary)``), how it learned s (``fit``),
+    and the median over classes of |s - s*| for
     the selected model, s* = log(2 * scale * mean BCE_c) over the training clips
     (:func:`~csu_lib.losses.optimum_log_sigma2`) clipped to the allowed range ``loss.csu_clamp``
-    (the loss is convex in s, so that is its optimum over the range); ``n_at_clamp``: classes whose s sits on a bound of the range (their unconstrained
-    optimum lies beyond it). ``recomputed``: the same median computed here from the record's files
+    (the loss is convex in s, so that is its optimum over the range); ``n_at_clamp``: classes whose
+    LEARNED s sits on a bound of the range (the clamp is ours, not the paper's: docs/methods.md,
+    section 1). ``recomputed``: the same median computed here from the record's files
     (``scores_train.npy`` and the corrupted training labels, :func:`~csu_lib.losses.bce_from_scores`),
     independently of the training loop;
     NaN for a clean run (its record keeps no training labels) and for a record written before the
@@ -234,8 +302,9 @@ def stationarity_table(records: Sequence[RunRecord]) -> pd.DataFrame:
             star = np.clip(optimum_log_sigma2(bce.mean(axis=0), scale_of(rec.config.loss)), *rec.config.loss.csu_clamp)
             recomputed = float(np.median(np.abs(s - star)))
         lo, hi = rec.config.loss.csu_clamp
-        rows.append({"path": str(rec.path), "condition": rec.config.corruption.label,
+        rows.append({"path": str(rec.path), "condition": rec.config.corruption.label, "loss": loss_label(rec.config.loss),
                      "seed": rec.config.train.seed, "fit": rec.config.loss.csu_fit,
                      "stored": float(stored.get("median_abs_gap", np.nan)), "recomputed": recomputed,
                      "n_at_clamp": int(np.sum(np.isclose(s, lo) | np.isclose(s, hi)))})
-    return pd.DataFrame(rows, columns=["path", "condition", "seed", "fit", "stored", "recomputed", "n_at_clamp"])
+    return pd.DataFrame(rows, columns=["path", "condition", "loss", "seed", "fit", "stored", "recomputed",
+                                       "n_at_clamp"])

@@ -14,7 +14,8 @@ package imports no implementation.
 - :mod:`.run`: :class:`CorruptionConfig`, :class:`MethodConfig`, :class:`ModelConfig`,
   :class:`LossConfig`, :class:`TrainConfig`, :class:`RunConfig`;
 - :mod:`.spellings`: the spellings ``san:0.5`` / ``audit:san:0.5`` (:func:`parse_condition`) and
-  ``csu+mixup_or`` (:func:`parse_method_spec`);
+  ``csu+mixup_or`` (:func:`parse_method_spec`), and the loss spellings such as ``csu_stationary``
+  (:func:`parse_loss_spec`, :func:`loss_label`);
 - :mod:`.loss_fields`: which loss reads which :class:`LossConfig` field (a run id leaves out the
   others), the default bootstrap weights and the checks of the robust losses' fields.
 """
@@ -25,11 +26,13 @@ from .loss_fields import BOOTSTRAP_BETA
 from .profiles import PROFILES, Profile, get_profile
 from .run import (AUDIT_MAX_RATIO, CORRUPTION_KINDS, LR_SCHEDULES, CorruptionConfig, LossConfig, MethodConfig,
                   ModelConfig, RunConfig, TrainConfig, check_audit_ratio, corruption_label)
-from .spellings import audit_conditions, method_label, method_spec, parse_condition, parse_method_spec
+from .spellings import (LOSS_LABELS, LOSS_VARIANTS, audit_conditions, loss_label, loss_spec, method_label, method_spec,
+                        parse_condition, parse_loss_spec, parse_method_spec)
 
 __all__ = ["AUDIT_MAX_RATIO", "BENCHMARK_PRESETS", "BOOTSTRAP_BETA", "CORRUPTION_KINDS", "DATA_SPEC_KEYS", "DataSpec",
            "parse_data_spec", "FRONTEND_PRESETS", "LR_SCHEDULES", "BenchmarkConfig",
            "PROFILES", "Profile", "get_profile",
-           "CorruptionConfig", "DataConfig", "FrontendConfig", "LossConfig", "MethodConfig", "ModelConfig",
-           "RunConfig", "Serialisable", "TrainConfig", "audit_conditions", "check_audit_ratio", "corruption_label", "frontend_preset", "method_label",
-           "method_spec", "parse_condition", "parse_method_spec"]
+           "CorruptionConfig", "DataConfig", "FrontendConfig", "LOSS_LABELS", "LOSS_VARIANTS", "LossConfig",
+           "MethodConfig", "ModelConfig", "RunConfig", "Serialisable", "TrainConfig", "audit_conditions",
+           "check_audit_ratio", "corruption_label", "frontend_preset", "loss_label", "loss_spec", "method_label",
+           "method_spec", "parse_condition", "parse_loss_spec", "parse_method_spec"]

@@ -186,11 +186,11 @@ class LossConfig(Serialisable):
     csu_lr: Optional[float] = None  # None: the model's learning rate
     csu_scale: str = "full"  # "full": exp(-s) * BCE; "half": exp(-s) / 2 * BCE (1/(2 sigma^2))
     csu_class_reduction: str = "sum"  # "sum" or "mean" over classes
-    #: how s is learned: "stationary" (after every epoch s is set to its closed-form optimum for
-    #: the network of that moment, from the training clips in eval mode) or "gradient" (s is a
-    #: parameter of the optimiser with learning rate csu_lr: the paper's form, read before its
-    #: stationary point unless the run is long; docs/methods.md, section 1)
-    csu_fit: str = "stationary"
+    #: how s is learned: "gradient" (the paper's form, what "CSU" means in the suite: s is a
+    #: parameter of the optimiser with learning rate csu_lr, learned jointly with the network) or
+    #: "stationary" (our variant, spelled "csu_stationary": after every epoch s is set to its
+    #: closed-form optimum for the network of that moment; docs/methods.md, section 1)
+    csu_fit: str = "gradient"
     #: GCE's exponent q in (0, 1]: q -> 0 is BCE, q = 1 the absolute error |y - p|
     gce_q: float = 0.7
     #: SCE = sce_alpha * BCE + sce_beta * reverse CE, in which log 0 counts as sce_log_zero (A)

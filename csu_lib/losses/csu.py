@@ -59,6 +59,14 @@ class CSULoss(LearnedReliability):
             per_class = per_class * mask
         return self._reduce(per_class)
 
+    @torch.no_grad()
+    def step_sums(self, logits: torch.Tensor, targets: torch.Tensor,
+                  mask: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sum over the batch of mask * BCE_c, sum of the mask), each (C,)."""
+        bce = elementwise_bce(logits.detach(), targets)
+        weight = torch.ones_like(bce) if mask is None else mask.float()
+        return (weight * bce).sum(0), weight.sum(0)
+
     def stationary_log_sigma2(self, scores: np.ndarray, targets: np.ndarray, mask: Optional[np.ndarray] = None,
                               current: Optional[np.ndarray] = None) -> np.ndarray:
         """log(2 * scale * mean BCE_c) over the (unmasked) training clips (docs/methods.md, section 1)."""
@@ -99,6 +107,16 @@ class TwoSidedCSULoss(CSULoss):
         if mask is not None:
             per_class = per_class * mask
         return self._reduce(per_class)
+
+    @torch.no_grad()
+    def step_sums(self, logits: torch.Tensor, targets: torch.Tensor,
+                  mask: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """([sum of mask * y * -log p, sum of mask * (1 - y) * -log(1 - p)], [sum of mask * y,
+        sum of mask * (1 - y)]), each (2C,)."""
+        z, y = logits.detach().float(), targets.float()
+        m = torch.ones_like(z) if mask is None else mask.float()
+        losses = torch.cat([(m * y * F.softplus(-z)).sum(0), (m * (1 - y) * F.softplus(z)).sum(0)])
+        return losses, torch.cat([(m * y).sum(0), (m * (1 - y)).sum(0)])
 
     def stationary_log_sigma2(self, scores: np.ndarray, targets: np.ndarray, mask: Optional[np.ndarray] = None,
                               current: Optional[np.ndarray] = None) -> np.ndarray:

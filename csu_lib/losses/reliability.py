@@ -15,7 +15,8 @@ The learned s itself has ONE interface, :class:`LearnedReliability` (the paramet
 its two-sided form): the log-variance ``s = log sigma^2`` (:meth:`~LearnedReliability.log_sigma2`),
 ``sigma`` and the gradient multiplier (the ``scale`` option included), its optimiser group (no
 weight decay, optionally its own learning rate), its projection into the clamp range after every
-step, and its stationary point for a fixed network.
+step, its stationary point for a fixed network (from scores) and the s* of a set of training
+steps (from the sums each step adds: :meth:`~LearnedReliability.step_sums`).
 """
 from __future__ import annotations
 
@@ -159,6 +160,25 @@ class LearnedReliability(nn.Module):
         clipped to it. A class (side) without any weight keeps ``current`` (default: this
         module's s)."""
         raise NotImplementedError
+
+    def step_sums(self, logits: torch.Tensor, targets: torch.Tensor,
+                  mask: Optional[torch.Tensor] = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """What one training batch adds to the s* of a set of batches (no gradient): per value of
+        s, the sum over the batch's clips of the loss elements that value weights and the sum of
+        their weights, each (P,). Over any set of clips, :meth:`optimum_from_sums` of the summed
+        pair is the s that minimises this loss on them: how the engine records the s* of an
+        epoch's own training steps (:class:`csu_lib.training.epoch_optimum.EpochOptimum`)."""
+        raise NotImplementedError
+
+    def optimum_from_sums(self, loss_sums: ArrayLike, weight_sums: ArrayLike,
+                          current: Optional[np.ndarray] = None) -> np.ndarray:
+        """s* = :func:`optimum_log_sigma2` of ``loss_sums / weight_sums`` (of :meth:`step_sums`,
+        summed; (P,) or (n, P)), float64, unconstrained; a value without weight keeps ``current``
+        (default: this module's s)."""
+        total, weight = (np.asarray(x.detach().cpu() if torch.is_tensor(x) else x, np.float64)
+                         for x in (loss_sums, weight_sums))
+        mean = np.divide(total, weight, out=np.zeros_like(total), where=weight > 0)
+        return optimum_log_sigma2(np.where(weight > 0, mean, self._current(current)), self.scale)
 
     def constrained_optimum(self, scores: np.ndarray, targets: np.ndarray, mask: Optional[np.ndarray] = None,
                             current: Optional[np.ndarray] = None) -> np.ndarray:

@@ -8,7 +8,7 @@ probes or computes an analysis.
   :mod:`.results` (degradation, uneven noise by class group, relative change, class precision, method comparison) and
   :mod:`.runs` (one run's curves, the explorer), :mod:`.class_noise_audit` (the class-noise audit).
 """
-from .class_noise_audit import plot_auroc_by_level, plot_estimator_comparison
+from .class_noise_audit import ESTIMATOR_LABELS, plot_auroc_by_level, plot_estimator_comparison
 from .corruption import plot_class_rates, plot_label_counts, plot_soft_values, plot_transition_matrix
 from .planes import (CLIP_STYLE, GEOMETRY_STATISTICS, plot_geometry_summary, plot_landscape_1d, plot_landscape_2d,
                      plot_score_plane, plotly_landscape_2d)
@@ -18,7 +18,7 @@ from .runs import plot_class_sigma, plot_explorer, plot_history, plot_logmel
 from .sigma import plot_multiplier_trajectories, plot_sigma_kde, plot_sigma_vs_truth
 from .style import PALETTE, use_style
 
-__all__ = ["CLIP_STYLE", "plot_auroc_by_level", "plot_estimator_comparison", "GEOMETRY_STATISTICS", "PALETTE", "plot_class_precision", "plot_class_rates",
+__all__ = ["CLIP_STYLE", "ESTIMATOR_LABELS", "plot_auroc_by_level", "plot_estimator_comparison", "GEOMETRY_STATISTICS", "PALETTE", "plot_class_precision", "plot_class_rates",
            "plot_class_sigma", "plot_degradation", "plot_degradation_uneven", "plot_explorer", "plot_geometry_summary", "plot_history",
            "plot_label_counts", "plot_landscape_1d", "plot_landscape_2d", "plot_logmel", "plot_mask_sweep",
            "plot_method_comparison", "plot_multiplier_trajectories", "plot_relative_change", "plot_score_plane",

@@ -10,9 +10,14 @@ import pandas as pd
 
 from .style import finish
 
-ESTIMATOR_LABELS = {"s_plus [csu2]": "csu2: s+", "s_minus [csu2]": "csu2: s-", "sigma": "CSU sigma", "sigma_normalised": "sigma / base rate", "s_plus": "s+ (per positive)",
-                    "s_minus": "s- (per negative)", "teacher_fp": "teacher: false pos.",
-                    "teacher_fn": "teacher: false neg."}
+#: What each estimator of the audit reads, as the figures name it (learned s, or s* of a network).
+ESTIMATOR_LABELS = {"sigma": "CSU: learned sigma", "sigma_optimum": "CSU net: sigma at s*",
+                    "sigma_normalised": "CSU: learned sigma^2 / 2H(base rate)",
+                    "s_plus": "CSU net: s+ (per positive)", "s_minus": "CSU net: s- (per negative)",
+                    "teacher_fp": "teacher: false pos.", "teacher_fn": "teacher: false neg.",
+                    "sigma [csu_stationary]": "CSU (stationary): learned sigma",
+                    "s_plus [csu2]": "csu2: learned s+", "s_minus [csu2]": "csu2: learned s-",
+                    "bce_loss": "BCE net: sigma at s* (its training loss)"}
 
 
 def plot_auroc_by_level(summary: pd.DataFrame, estimator: str, ax: plt.Axes | None = None, *,

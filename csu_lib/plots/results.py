@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from ..config import loss_label
 from .style import LINESTYLES, PALETTE, finish, method_colour
 
 
@@ -92,7 +93,7 @@ def plot_degradation(table: pd.DataFrame, *, metric: str = "test.mAP", title: st
             line = line.sort_values("ratio")
             x = 100 * line["ratio"].to_numpy(dtype=float)
             colour = PALETTE.get(str(loss), "#4d4d4d")
-            name = f"{model}, {loss.upper()}" + ("" if method == "none" else f"+{method}")
+            name = f"{model}, {loss_label(loss)}" + ("" if method == "none" else f"+{method}")
             n = int(line["n"].min())
             ax.plot(x, line[metric], marker="o", ms=4, lw=1.6, color=colour,
                     ls=LINESTYLES[models.index(model) % len(LINESTYLES)], label=f"{name} (n={n})")
@@ -183,7 +184,7 @@ def plot_relative_change(table: pd.DataFrame, ax: plt.Axes | None = None, *, tit
             err[0].append(float(row["change_percent"] - row["ci_lo"]))
             err[1].append(float(row["ci_hi"] - row["change_percent"]))
         n = int(table[table["loss.name"] == loss]["n"].min())
-        ax.bar(x, y, width=width, color=PALETTE.get(str(loss), f"C{j}"), label=f"{str(loss).upper()} (n={n})",
+        ax.bar(x, y, width=width, color=PALETTE.get(str(loss), f"C{j}"), label=f"{loss_label(loss)} (n={n})",
                yerr=err if n > 1 else None, capsize=3)
     ax.axhline(0, color="black", lw=0.8)
     single_model = len({m for _, m in groups}) == 1
@@ -210,10 +211,10 @@ def plot_class_precision(table: pd.DataFrame, columns: Sequence[str], coverage: 
         values = df[column].to_numpy(dtype=float)
         mean, n = coverage[column]
         ax.plot(x, values, "o-", ms=3.5, lw=0.9, color=PALETTE.get(str(column), f"C{j}"),
-                label=f"{str(column).upper()} (mean {mean:.3f} over its {n} classes with a precision)"
-                if n else f"{str(column).upper()} (no class predicted positive)")
+                label=f"{loss_label(column)} (mean {mean:.3f} over its {n} classes with a precision)"
+                if n else f"{loss_label(column)} (no class predicted positive)")
     ax.set_xticks(x, df["class"], rotation=90, fontsize=6 if len(df) > 30 else 8)
     ax.set_ylim(-0.02, 1.02)
     ax.grid(False, axis="x")
-    order = f"sorted by {str(sort_by).upper()} precision" if sort_by else "class order"
+    order = f"sorted by {loss_label(sort_by)} precision" if sort_by else "class order"
     return finish(ax, f"class ({order})", f"precision at {threshold:g}", title)

@@ -13,27 +13,35 @@ from .style import LINESTYLES, PALETTE, finish, label_colour
 
 def plot_multiplier_trajectories(curves: Mapping[str, pd.DataFrame], ax: plt.Axes | None = None,
                                  *, title: str | None = None) -> plt.Axes:
-    """1/sigma^2 (class-wise median; geometric mean over runs with 95% CI band) vs normalised progress.
+    """The multiplier exp(-s) (class-wise median; geometric mean over runs with 95% CI band) vs
+    normalised progress, one colour per condition.
 
     ``curves`` maps a condition label (e.g. ``"clean"``, ``"san 50%"``) to the DataFrame of
-    :func:`csu_lib.analysis.sigma.aggregate_trajectories`. The y axis is logarithmic, as in the CSU
-    paper's Fig. 7.
+    :func:`csu_lib.analysis.sigma.aggregate_trajectories` or
+    :func:`~csu_lib.analysis.sigma.aggregate_epoch_trajectories`: the solid line is the learned
+    s; where the frame has ``optimum`` values, the multiplier of each epoch's s* (the optimum of
+    the epoch's own training steps, recorded, never fed back) is its dashed companion in the same
+    colour. The legend names both. The y axis is logarithmic, as in the CSU paper's Fig. 7.
     """
     if ax is None:
         _, ax = plt.subplots(figsize=(5.0, 3.4))
     for label, df in curves.items():
         colour = PALETTE.get(label.split()[0].lower())
         n = int(df["n_runs"].iloc[0])
-        ax.plot(df["progress"], df["mean"], label=f"{label} (n={n})", color=colour, lw=1.8)
+        line, = ax.plot(df["progress"], df["mean"], label=f"{label}: learned s (n={n})", color=colour, lw=1.8)
         if n > 1:
-            ax.fill_between(df["progress"], df["lo"], df["hi"], color=colour, alpha=0.2, lw=0)
+            ax.fill_between(df["progress"], df["lo"], df["hi"], color=line.get_color(), alpha=0.2, lw=0)
+        if "optimum" in df.columns and df["optimum"].notna().any():
+            m = int(df["n_runs_optimum"].iloc[0])
+            ax.plot(df["progress"], df["optimum"], color=line.get_color(), lw=1.4, ls="--",
+                    label=f"{label}: s* of the epoch's steps (n={m})")
     ax.set_yscale("log")
     ax.set_xlabel("normalised training progress")
-    ax.set_ylabel(r"median$_c$ $1/\sigma_c^2$")
+    ax.set_ylabel(r"median$_c$ multiplier $e^{-s_c} = 1/\sigma_c^2$")
     ax.set_xlim(0, 1)
     if title:
         ax.set_title(title)
-    ax.legend(loc="best", fontsize=8)
+    ax.legend(loc="best", fontsize=7)
     return ax
 
 

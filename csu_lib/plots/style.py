@@ -10,7 +10,7 @@ import seaborn as sns
 PALETTE = {
     "clean": "#4d4d4d", "none": "#4d4d4d",
     "san": "#1b9e77", "man": "#d95f02", "sln": "#7570b3", "missing": "#e7298a",
-    "bce": "#7f7f7f", "csu": "#1f77b4",
+    "bce": "#7f7f7f", "csu": "#1f77b4", "csu_stationary": "#17becf",
 }
 
 

@@ -11,7 +11,11 @@
                          step of an epoch: after the epoch's stationary fit, loss.csu_fit), for a
                          loss that learns a reliability (CSU; 2C for csu2); records written before this name
                          hold the same array as ``sigma.npy`` and still read
-    checkpoint.pt        latest resumable state (model, loss, optimiser, RNG, history, s log)
+    epoch_optimum_log_sigma2.npy  (epochs, C) float64: per epoch, the s* of that epoch's own training
+                         steps (csu_lib.training.epoch_optimum: log(2 * scale * the mean of the loss
+                         elements each s weights, as the loss saw them in train mode); never fed
+                         back); absent in records written before it was kept and for BCE
+    checkpoint.pt        latest resumable state (model, loss, optimiser, RNG, history, s log, epoch s*)
     corruption_*.npy     what the injector did to the training labels (when corrupted), and
     corruption.json      its description (written after the arrays)
     skipped_clips.json   clips dropped by ``data.skip_unreadable`` (when any), with why
@@ -45,6 +49,7 @@ HISTORY = "history.json"
 LOG_SIGMA2 = "log_sigma2.npy"
 #: The name ``log_sigma2.npy`` had in records written before it was renamed (same content).
 LEGACY_LOG_SIGMA2 = "sigma.npy"
+EPOCH_OPTIMUM = "epoch_optimum_log_sigma2.npy"
 CHECKPOINT = "checkpoint.pt"
 MODEL = "model.pt"
 FINAL_METRICS = "final_metrics.json"

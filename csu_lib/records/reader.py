@@ -3,7 +3,9 @@
 - :func:`load_run` -> :class:`RunRecord` (config, history, the logged ``log sigma^2`` with
   sigma and the multiplier derived by :mod:`csu_lib.losses`; the learned s of the selected model
   and its stationary optimum s*, stored once: :attr:`RunRecord.final_log_sigma2`,
-  :attr:`RunRecord.optimum_log_sigma2`; scores, corruption, the stored weights -- the network
+  :attr:`RunRecord.optimum_log_sigma2`; per epoch, the learned s at the epoch's end and the s* of
+  the epoch's training steps: :attr:`RunRecord.epoch_log_sigma2`,
+  :attr:`RunRecord.epoch_optimum_log_sigma2`; scores, corruption, the stored weights -- the network
   and loss are built from them by :func:`csu_lib.pipeline.load_trained`);
 - :func:`load_runs` / :func:`records_frame`: many runs as one table (config flattened into
   dotted columns, final metrics alongside);
@@ -80,11 +82,24 @@ class RunRecord:
     versions: dict
     complete: bool
     summary: dict = field(default_factory=dict)
+    #: (epochs, C) float64: per epoch, the s* of that epoch's own training steps (train mode,
+    #: as the loss saw them; unconstrained, never fed back: :mod:`csu_lib.training.epoch_optimum`);
+    #: None for BCE and for records written before it was kept
+    epoch_optimum_log_sigma2: Optional[np.ndarray] = None
 
     @property
     def learns_sigma(self) -> bool:
         """Whether the run logged a learned reliability (a CSU run with at least one step)."""
         return self.log_sigma2 is not None and len(self.log_sigma2) > 0
+
+    @property
+    def epoch_log_sigma2(self) -> Optional[np.ndarray]:
+        """(epochs, C) float64: the learned s at the end of every epoch (the log's last step of each
+        epoch; for the stationary variant, the epoch's fit), None without a log."""
+        if not self.learns_sigma:
+            return None
+        steps = len(self.log_sigma2) // max(1, len(self.history))
+        return self.log_sigma2[steps - 1::steps].astype(np.float64)
 
     @property
     def sigma(self) -> Optional[np.ndarray]:
@@ -205,11 +220,13 @@ def load_run(run_dir: str | os.PathLike, *, allow_incomplete: bool = False) -> R
             log_sigma2 = np.load(run_dir / name)
             break
     versions_path = run_dir / L.VERSIONS
+    optimum_path = run_dir / L.EPOCH_OPTIMUM
     return RunRecord(path=run_dir, config=config, history=pd.DataFrame(hist["epochs"]), log_sigma2=log_sigma2,
                      steps_per_epoch=int(hist["steps_per_epoch"]),
                      final_metrics=read_json(run_dir / L.FINAL_METRICS) if complete else {},
                      versions=read_json(versions_path) if versions_path.is_file() else {},
-                     complete=complete, summary=read_json(run_dir / L.RECORD) if complete else {})
+                     complete=complete, summary=read_json(run_dir / L.RECORD) if complete else {},
+                     epoch_optimum_log_sigma2=np.load(optimum_path) if optimum_path.is_file() else None)
 
 
 def cached_teacher_scores(teacher_dir: str | os.PathLike, chunk_seconds: Optional[float], key: dict,

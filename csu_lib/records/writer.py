@@ -99,11 +99,16 @@ def write_start(run_dir: Path, *, versions_info: dict, corruption: Optional[Corr
         atomic_write_json(run_dir / L.UNLABELLED, unlabelled)
 
 
-def write_progress(run_dir: Path, history: list[dict], log_sigma2: list[np.ndarray], steps_per_epoch: int) -> None:
-    """``history.json`` and (for a loss that learns a reliability) ``log_sigma2.npy`` so far."""
+def write_progress(run_dir: Path, history: list[dict], log_sigma2: list[np.ndarray], steps_per_epoch: int,
+                   epoch_optimum: Optional[list[np.ndarray]] = None) -> None:
+    """``history.json`` and (for a loss that learns a reliability) ``log_sigma2.npy`` and the
+    s* of every epoch's training steps ``epoch_optimum_log_sigma2.npy`` (one (C,) row per epoch)
+    so far."""
     atomic_write_json(run_dir / L.HISTORY, {"epochs": history, "steps_per_epoch": steps_per_epoch})
     if log_sigma2:
         atomic_save_npy(run_dir / L.LOG_SIGMA2, np.concatenate(log_sigma2).astype(np.float32))
+    if epoch_optimum:
+        atomic_save_npy(run_dir / L.EPOCH_OPTIMUM, np.stack(epoch_optimum).astype(np.float64))
 
 
 def _save_torch(path: Path, obj: Any) -> None:
@@ -113,14 +118,14 @@ def _save_torch(path: Path, obj: Any) -> None:
 
 def save_checkpoint(run_dir: Path, config: RunConfig, *, epoch: int, model: dict, loss: dict, optimizer: dict,
                     rng: dict, history: list[dict], log_sigma2: list[np.ndarray], best: dict, bad_epochs: int,
-                    stopped: bool, **extra) -> None:
+                    stopped: bool, epoch_optimum: Optional[list[np.ndarray]] = None, **extra) -> None:
     """The epoch checkpoint a run resumes from (model, loss and optimiser states, the RNG
-    states ``rng`` = {"torch_rng", "cuda_rng"}, the history and s log so far, the best weights,
-    the early-stopping state, and ``extra`` entries of a backend), written atomically."""
+    states ``rng`` = {"torch_rng", "cuda_rng"}, the history, s log and epoch s* so far, the best
+    weights, the early-stopping state, and ``extra`` entries of a backend), written atomically."""
     _save_torch(run_dir / L.CHECKPOINT, {
         "epoch": epoch, "model": model, "loss": loss, "optimizer": optimizer, **rng, "history": history,
-        "log_sigma2": log_sigma2, "best": best, "bad_epochs": bad_epochs, "stopped": stopped,
-        "config": config.to_dict(), **extra})
+        "log_sigma2": log_sigma2, "epoch_optimum": list(epoch_optimum or []), "best": best,
+        "bad_epochs": bad_epochs, "stopped": stopped, "config": config.to_dict(), **extra})
 
 
 def write_scores(run_dir: Path, split: str, scores: np.ndarray) -> None:

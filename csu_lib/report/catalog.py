@@ -54,16 +54,19 @@ CATALOG: dict[str, FigureEntry] = {
         "in percent, mean and 95% interval over seeds."),
     "sigma_trajectory": FigureEntry(
         "sigma_trajectory", "CSU multiplier over training",
-        "CSU's class-wise median multiplier 1/sigma^2 against training progress per condition (mean and 95% "
-        "band over seeds); a flat end means sigma has stopped moving."),
+        "The class-wise median multiplier exp(-s) = 1/sigma^2 of the learned s at the end of every epoch (solid) "
+        "and of the same epoch's s*, the optimum of its own training steps (dashed, same colour), against "
+        "training progress per condition (geometric mean and 95% band over seeds); where they part, the learned "
+        "s is not at its optimum."),
     "sigma_kde": FigureEntry(
         "sigma_analysis", "Learned sigma across classes",
-        "The density of the learned per-class sigma (at its stationary point) per condition, over all classes "
-        "and seeds."),
+        "The density of the learned per-class sigma of the selected model per condition (top), and of the sigma "
+        "at s*, the stationary optimum of the same network (bottom), over all classes and seeds."),
     "sigma_vs_truth": FigureEntry(
         "sigma_analysis", "Does sigma find the corrupted classes?",
-        "AUROC of raw sigma (left) and of base-rate-normalised sigma (right) separating corrupted from control "
-        "classes, per corruption kind and within-class rate, with 95% intervals over seeds; 0.5 is chance."),
+        "AUROC of the learned sigma, of the base-rate-normalised learned sigma and of the sigma at s* of the "
+        "same network, separating corrupted from control classes, per corruption kind and within-class rate, "
+        "with 95% intervals over seeds; 0.5 is chance."),
     "class_noise_audit": FigureEntry(
         "sigma_analysis", "Class-noise audit",
         "Each estimator of class unreliability scored against the injected truth: AUROC corrupted vs control "
@@ -204,9 +207,17 @@ def _relative(js: dict) -> Rows:
 
 
 def _trajectory(js: dict) -> Rows:
-    out = [(f"{label}: final multiplier (mean over {c['n_runs'][-1]} runs)", f"{_f(c['mean'][-1], 2)} "
-            f"[{_f(c['lo'][-1], 2)}, {_f(c['hi'][-1], 2)}]") for label, c in js["curves"].items()]
+    out = []
+    for label, c in js["curves"].items():
+        out.append((f"{label}: final multiplier of the learned s (mean over {c['n_runs'][-1]} runs)",
+                    f"{_f(c['mean'][-1], 2)} [{_f(c['lo'][-1], 2)}, {_f(c['hi'][-1], 2)}]"))
+        if _f((c.get("optimum") or [None])[-1]) != "n/a":
+            out.append((f"{label}: final multiplier of the last epoch's s*",
+                        f"{_f(c['optimum'][-1], 2)} [{_f(c['optimum_lo'][-1], 2)}, {_f(c['optimum_hi'][-1], 2)}]"))
+    runs = js["stationarity"]["runs"] or []
     out.append(("largest median |s - s*| (stationarity gap)", f"{js['stationarity']['max_median_abs_gap']:.2g}"))
+    if runs and "n_at_clamp" in runs[0]:
+        out.append(("classes of the learned s on the clamp, per run", ", ".join(str(r["n_at_clamp"]) for r in runs)))
     return out
 
 
@@ -215,7 +226,7 @@ def _kde(js: dict) -> Rows:
     out = []
     for cond in dict.fromkeys(table["condition"]):
         sig = sorted(s for c, s in zip(table["condition"], table["sigma"]) if c == cond)
-        out.append((f"{cond}: median sigma over classes and runs", _f(sig[len(sig) // 2])))
+        out.append((f"{cond}: median learned sigma over classes and runs", _f(sig[len(sig) // 2])))
     return out
 
 

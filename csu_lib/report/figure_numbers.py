@@ -169,32 +169,50 @@ def explorer_numbers(selection: dict, table: pd.DataFrame, runs: Iterable[Any]) 
 # --- notebooks/sigma_trajectory.ipynb, sigma_analysis.ipynb
 
 #: The estimators of the sigma-vs-truth figure (the rest of the audit is the class-noise audit figure).
-TRUTH_ESTIMATORS = ("sigma", "sigma_normalised")
+TRUTH_ESTIMATORS = ("sigma", "sigma_normalised", "sigma_optimum")
 #: The columns of the sigma table stored with the density figure.
-SIGMA_TABLE_COLUMNS = ["path", "condition", "model.name", "class", "sigma"]
+SIGMA_TABLE_COLUMNS = ["path", "condition", "model.name", "class", "sigma", "optimum_sigma"]
 STATIONARITY_DEFINITION = ("median over classes of |s - s*| for the selected model, "
                            "s* = log(2 * scale * mean training BCE_c)")
+#: What the quantities of the sigma figures are (stored with their numbers).
+QUANTITIES = {
+    "learned s": "the s = log sigma^2 the run learned (for CSU, the paper's form: by the optimiser), of the "
+                 "selected model or, per epoch, at the end of the epoch",
+    "s*": "the stationary optimum log(2 * scale * mean training loss per class) of a network, recorded, never fed "
+          "back: of the selected network (eval mode, all training clips) or, per epoch, of the epoch's own "
+          "training steps (train mode)",
+    "n_at_clamp": "classes whose learned s sits on a bound of loss.csu_clamp (our addition, not the paper's)",
+}
+
+
+def _stationarity(table: pd.DataFrame) -> dict:
+    """The runs' :func:`~csu_lib.analysis.sigma.stationarity_table` with its definitions."""
+    return {"definition": STATIONARITY_DEFINITION, "n_at_clamp": QUANTITIES["n_at_clamp"], "runs": _records(table),
+            "max_median_abs_gap": float(table["stored"].max()) if len(table) else None}
 
 
 def sigma_trajectory_numbers(*, profile: str, model: str, seeds: list, curves: Mapping[str, pd.DataFrame],
                              gaps: pd.DataFrame, test_metrics: pd.DataFrame, runs: Sequence) -> dict:
-    """``sigma_trajectory``: the curves of :func:`csu_lib.analysis.sigma.grouped_trajectories`, the
-    runs' :func:`~csu_lib.analysis.sigma.stationarity_table` (``gaps``, with its largest stored gap)
-    and :func:`csu_lib.analysis.results.mean_test_metrics`."""
-    return _with_runs({"profile": profile, "model": model, "seeds": seeds,
+    """``sigma_trajectory``: the curves of :func:`csu_lib.analysis.sigma.grouped_trajectories`
+    (``per="epoch"``: the learned s's multiplier, ``mean``, and its companion of each epoch's s*,
+    ``optimum``), the runs' :func:`~csu_lib.analysis.sigma.stationarity_table` (``gaps``, with its
+    largest stored gap and the classes on the clamp) and :func:`csu_lib.analysis.results.mean_test_metrics`."""
+    return _with_runs({"profile": profile, "model": model, "seeds": seeds, "quantities": QUANTITIES,
                        "curves": {k: v.to_dict(orient="list") for k, v in curves.items()},
-                       "stationarity": {"definition": STATIONARITY_DEFINITION, "runs": _records(gaps),
-                                        "max_median_abs_gap": float(gaps["stored"].max()) if len(gaps) else None},
-                       "test_metrics": _records(test_metrics)}, runs)
+                       "stationarity": _stationarity(gaps), "test_metrics": _records(test_metrics)}, runs)
 
 
 def sigma_kde_numbers(*, profile: str, densities: Mapping[str, pd.DataFrame], table: pd.DataFrame,
-                      stationarity: pd.DataFrame, runs: Sequence) -> dict:
-    """``sigma_kde``: :func:`csu_lib.analysis.sigma_stats.sigma_densities`, the sigma of every run
-    and class (:func:`csu_lib.analysis.sigma.sigma_table`) and the runs' stationarity table."""
-    return _with_runs({"profile": profile, "densities": {k: v.to_dict(orient="list") for k, v in densities.items()},
+                      stationarity: pd.DataFrame, runs: Sequence,
+                      optimum_densities: Optional[Mapping[str, pd.DataFrame]] = None) -> dict:
+    """``sigma_kde``: :func:`csu_lib.analysis.sigma_stats.sigma_densities` of the learned sigma
+    (``densities``) and of the sigma at s* of the same networks (``optimum_densities``), the sigma of
+    every run and class (:func:`csu_lib.analysis.sigma.sigma_table`) and the runs' stationarity table."""
+    return _with_runs({"profile": profile, "quantities": QUANTITIES,
+                       "densities": {k: v.to_dict(orient="list") for k, v in densities.items()},
+                       "optimum_densities": {k: v.to_dict(orient="list") for k, v in (optimum_densities or {}).items()},
                        "sigma_by_run_class": table[SIGMA_TABLE_COLUMNS].to_dict(orient="list"),
-                       "stationarity": _records(stationarity)}, runs)
+                       "stationarity": _stationarity(stationarity)}, runs)
 
 
 def sigma_vs_truth_numbers(*, profile: str, audit_ratio: float, kinds: Sequence[str], summary: pd.DataFrame,
@@ -202,17 +220,23 @@ def sigma_vs_truth_numbers(*, profile: str, audit_ratio: float, kinds: Sequence[
     """``sigma_vs_truth``: the rows of the audit ``summary`` (one-sided CSU) and of the per-run
     ``scores`` (:mod:`csu_lib.analysis.class_noise_audit`) of the :data:`TRUTH_ESTIMATORS`."""
     return _with_runs({"profile": profile, "design": {"profile": "audit", "audit_ratio": audit_ratio, "kinds": list(kinds)},
+                       "quantities": QUANTITIES,
                        "summary": _records(summary[summary["estimator"].isin(TRUTH_ESTIMATORS)]),
                        "runs": _records(scores[scores["estimator"].isin(TRUTH_ESTIMATORS)]),
-                       "stationarity": _records(stationarity)}, runs)
+                       "stationarity": _stationarity(stationarity)}, runs)
 
 
 def class_noise_audit_numbers(*, profile: str, audit_ratio: float, summary: pd.DataFrame,
-                              top: Mapping[str, pd.DataFrame], runs: Sequence) -> dict:
-    """``class_noise_audit``: every estimator's summary and, per kind, the classes of highest
-    normalised sigma (:func:`csu_lib.analysis.class_noise_audit.top_classes`)."""
-    return _with_runs({"profile": profile, "audit_ratio": audit_ratio, "summary": _records(summary),
-                       "top_classes_by_normalised_sigma": {k: _records(v) for k, v in top.items()}}, runs)
+                              top: Mapping[str, pd.DataFrame], runs: Sequence,
+                              estimators: Optional[Mapping[str, str]] = None,
+                              stationarity: Optional[pd.DataFrame] = None) -> dict:
+    """``class_noise_audit``: every estimator's summary (``estimators``: what each reads, as the
+    figure names it), per kind the classes of highest normalised sigma
+    (:func:`csu_lib.analysis.class_noise_audit.top_classes`) and the runs' stationarity table."""
+    return _with_runs({"profile": profile, "audit_ratio": audit_ratio, "quantities": QUANTITIES,
+                       "estimators": dict(estimators or {}), "summary": _records(summary),
+                       "top_classes_by_normalised_sigma": {k: _records(v) for k, v in top.items()},
+                       "stationarity": None if stationarity is None else _stationarity(stationarity)}, runs)
 
 
 # --- notebooks/score_plane.ipynb, landscape.ipynb

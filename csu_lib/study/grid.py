@@ -105,19 +105,27 @@ def _study_data(data: Any, path: Path) -> Any:
     return parse_data_spec(data, where=f"{path}: data")
 
 
+#: The losses of the class-noise audit: CSU (the paper's form), its stationary variant, two-sided
+#: CSU, and plain BCE (the reference estimator: its network's training loss per class).
+AUDIT_LOSSES = ("csu", "csu_stationary", "csu2", "bce")
+
+
 def audit_configs(profile: str, *, kinds: Sequence[str] = ("san", "man", "sln", "missing"), ratio: float = 0.5,
                   losses: Sequence[str] = ("csu",), models: Optional[Sequence[str]] = None,
                   seeds: Optional[Sequence[int]] = None, epochs: Optional[int] = None,
                   device: str = "auto", data: Any = None) -> list[RunConfig]:
     """The runs of the class-noise audit (``corruption.profile="audit"``, :mod:`csu_lib.corruption.audit_design`):
-    every kind x model x loss (``csu``, ``csu2``) x seed, corrupted classes at levels up to ``ratio``
-    beside untouched control classes, the corruption drawn anew for every seed."""
+    every kind x model x loss x seed, corrupted classes at levels up to ``ratio`` beside untouched
+    control classes, the corruption drawn anew for every seed. ``losses``: :data:`AUDIT_LOSSES`,
+    at least one that learns a sigma; ``bce`` adds plain BCE runs of the same design, whose
+    network's per-class training loss is an estimator of its own (``bce_loss``)."""
     if isinstance(kinds, str) or not list(kinds) or not set(kinds) <= {"san", "man", "sln", "missing"}:
         raise ConfigError(f"audit_kinds must be a non-empty list of san, man, sln, missing, got {kinds!r}")
     check_audit_ratio(ratio, "audit_ratio")
-    bad = [loss for loss in losses if loss not in ("csu", "csu2")]
-    if bad or isinstance(losses, str):
-        raise ConfigError(f"the audit reads a learned sigma: losses must be csu and/or csu2, got {losses!r}")
+    bad = [loss for loss in losses if loss not in AUDIT_LOSSES]
+    if bad or isinstance(losses, str) or not set(losses) - {"bce"}:
+        raise ConfigError(f"the audit reads a learned sigma: losses must be some of {', '.join(AUDIT_LOSSES)}, with "
+                          f"at least one CSU form, got {losses!r}")
     return grid(profile, conditions=audit_conditions(kinds, ratio), losses=list(losses), models=models, seeds=seeds,
                 epochs=epochs, device=device, data=data)
 

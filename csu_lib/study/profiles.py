@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..config import (BENCHMARK_PRESETS, CorruptionConfig, DataConfig, FrontendConfig, LossConfig, ModelConfig,
-                      RunConfig, TrainConfig, frontend_preset, parse_data_spec)
+                      RunConfig, TrainConfig, frontend_preset, parse_data_spec, parse_loss_spec)
 from ..config.profiles import Profile, get_profile
 from ..core.errors import ConfigError
 from ..models import DEFAULT_WIDTH
@@ -25,7 +25,8 @@ def run_config(profile: str = "quick", *, loss: str = "bce", model: str | None =
     ``model=None`` is the profile's first backbone; ``epochs=None`` takes the profile's value
     (the cap when the profile stops early); ``width=None`` the backbone's CPU-sized default
     width (``models.DEFAULT_WIDTH``) in the smoke and quick profiles and full width in paper. ``corruption``, ``benchmark``, ``train`` and
-    ``loss_options`` are dicts of field overrides for the corresponding config dataclasses.
+    ``loss_options`` are dicts of field overrides for the corresponding config dataclasses. ``loss``
+    is a loss name or a variant spelling such as ``csu_stationary`` (:func:`csu_lib.config.parse_loss_spec`).
     ``frontend`` is a preset name (``config.FRONTEND_PRESETS``) or a FrontendConfig; the embedded
     benchmark is then rendered at its sample rate (unless ``benchmark`` sets one).
     """
@@ -53,8 +54,16 @@ def run_config(profile: str = "quick", *, loss: str = "bce", model: str | None =
         if spec is not None and spec.published_noise:
             corruption["published"] = True
     return RunConfig(data=data_cfg, frontend=fe, corruption=CorruptionConfig(**corruption),
-                     model=ModelConfig(name=model, width=width if width is not None else _width(p, model)), loss=LossConfig(name=loss, **(loss_options or {})),
+                     model=ModelConfig(name=model, width=width if width is not None else _width(p, model)),
+                     loss=_loss_config(loss, loss_options),
                      train=train_cfg)
+
+
+def _loss_config(loss: str, options: dict[str, Any] | None) -> LossConfig:
+    """The LossConfig of a loss spelling (``csu``, ``csu_stationary``: :func:`parse_loss_spec`)
+    with the field overrides ``options`` on top."""
+    name, fields = parse_loss_spec(loss)
+    return LossConfig(name=name, **{**fields, **(options or {})})
 
 
 def _width(profile: Profile, model: str) -> float:

@@ -13,7 +13,7 @@
 """
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import torch
@@ -35,24 +35,29 @@ class LossWrapped(nn.Module):
     of the loss's parameters (CSU's per-class ``s``) together with the model's.
 
     ``forward(x, y, mask)`` returns the loss; the model runs under bfloat16 autocast when
-    ``amp`` is set (CUDA), the loss always in float32 (as in the one-process loop).
+    ``amp`` is set (CUDA), the loss always in float32 (as in the one-process loop). ``observe``
+    (optional) sees every ``(logits, y, mask)`` the loss receives (the epoch's s* sums).
     """
 
-    def __init__(self, model: nn.Module, loss: nn.Module, amp: bool):
+    def __init__(self, model: nn.Module, loss: nn.Module, amp: bool,
+                 observe: Optional[Callable[[torch.Tensor, torch.Tensor, Optional[torch.Tensor]], None]] = None):
         super().__init__()
         self.model = model
         self.loss = loss
         self.amp = amp
+        self.observe = observe
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, mask: Optional[torch.Tensor]) -> torch.Tensor:
         with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=self.amp):
             logits = self.model(x)
+        if self.observe is not None:
+            self.observe(logits, y, mask)
         return self.loss(logits, y, mask)
 
 
-def wrap_ddp(model: nn.Module, loss: nn.Module, ctx: DistContext, amp: bool) -> nn.Module:
-    """``DistributedDataParallel(LossWrapped(model, loss))`` on the rank's device."""
-    joint = LossWrapped(model, loss, amp)
+def wrap_ddp(model: nn.Module, loss: nn.Module, ctx: DistContext, amp: bool, observe=None) -> nn.Module:
+    """``DistributedDataParallel(LossWrapped(model, loss, amp, observe))`` on the rank's device."""
+    joint = LossWrapped(model, loss, amp, observe)
     kwargs: dict[str, Any] = {"broadcast_buffers": True}
     if ctx.device.type == "cuda":
         kwargs.update(device_ids=[ctx.device.index], output_device=ctx.device.index)
@@ -107,6 +112,7 @@ class Distributed(SingleProcess):
         super().__init__(state, ctx.device, feats)
         self.is_main = ctx.is_main
         self.rank_checks = 0
+        self._share_counts = True
         if not ctx.is_main:
             seed_rank(state.config.train.seed, ctx.rank, 0)  # rank 0 keeps the one-process RNG stream (dropout)
         self.ddp: Optional[nn.Module] = None
@@ -117,7 +123,8 @@ class Distributed(SingleProcess):
     def wrap(self) -> None:
         """Wrap model and loss in DDP, once every rank has read its checkpoint."""
         self.ctx.barrier()  # every rank has read the checkpoint before rank 0 may replace it
-        self.ddp = wrap_ddp(self.model, self.loss_fn, self.ctx, amp=self.amp)
+        self.ddp = wrap_ddp(self.model, self.loss_fn, self.ctx, amp=self.amp,
+                            observe=None if self.optimum is None else self._observe_share)
 
     def restore(self, ckpts: Sequence[dict], states: Sequence[RunState]) -> None:
         super().restore(ckpts, states)
@@ -146,7 +153,18 @@ class Distributed(SingleProcess):
 
     def _loss(self, x: torch.Tensor, y: torch.Tensor, m: Optional[torch.Tensor],
               weight: Optional[float]) -> torch.Tensor:
+        self._share_counts = weight > 0  # an empty share trains on one clip at weight 0: not part of s*
         return self.ddp(x, y, m) * weight  # gradients (the model's and s's) are averaged over ranks in backward()
+
+    def _observe_share(self, logits: torch.Tensor, y: torch.Tensor, m: Optional[torch.Tensor]) -> None:
+        if self._share_counts:
+            self.optimum.observe(logits, y, m)
+
+    def epoch_optimum(self) -> Optional[np.ndarray]:
+        """The s* of the epoch's global batches: every rank's sums added (a collective call)."""
+        if self.optimum is None:
+            return None
+        return self.optimum.take(self.log_sigma2().cpu().numpy(), reduce=self.ctx.all_reduce_sum)
 
     def end_epoch(self, epoch: int, loss_sum: torch.Tensor, s_buf: Optional[torch.Tensor]) -> torch.Tensor:
         """The mean loss of the global batches; the ranks must agree on s and on the weights."""

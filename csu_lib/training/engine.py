@@ -3,7 +3,8 @@
 :class:`Backend` of :func:`train_epochs`; the engine owns what they share:
 
 - the epoch and step loop: each run's batch order and transform generator of epoch e
-  (:mod:`.seeding`), the learning-rate schedule, the per-step log of ``log sigma^2`` and the mean
+  (:mod:`.seeding`), the learning-rate schedule, the per-step log of ``log sigma^2``, the s* of
+  each epoch's own training steps (:mod:`.epoch_optimum`, recorded, never fed back) and the mean
   training loss;
 - per run (:class:`RunState`): validation after every epoch, the history, the best weights
   (by validation mAP) and early stopping (:meth:`RunState.end_epoch`, the one implementation);
@@ -58,6 +59,7 @@ class RunState:
     mask: Optional[torch.Tensor]  # (n_train, C) loss mask: non-negative weights (0 = left out), or None
     history: list[dict] = field(default_factory=list)
     log_sigma2: list[np.ndarray] = field(default_factory=list)  # one (steps, C) block per epoch
+    epoch_optimum: list[np.ndarray] = field(default_factory=list)  # one (C,) s* per epoch (.epoch_optimum)
     best: dict = field(default_factory=lambda: {"score": -np.inf, "epoch": -1, "state": None})
     bad_epochs: int = 0
     stopped: bool = False
@@ -74,6 +76,8 @@ class RunState:
         self.history, self.log_sigma2, self.best = ckpt["history"], ckpt["log_sigma2"], ckpt["best"]
         self.bad_epochs, self.stopped, self.loss_state = ckpt["bad_epochs"], ckpt.get("stopped", False), ckpt["loss"]
         self.lr_decays, self.lr_scale = ckpt.get("lr_decays", 0), ckpt.get("lr_scale", 1.0)
+        # a checkpoint written before the epoch's s* was recorded: NaN for the epochs it trained
+        self.epoch_optimum = ckpt.get("epoch_optimum") or [np.full(b.shape[1], np.nan) for b in self.log_sigma2]
         return ckpt["epoch"] + 1
 
     def end_epoch(self, row: dict, model_state: Optional[dict], loss_state: dict) -> None:
@@ -150,6 +154,12 @@ class Backend:
         """Batch-norm recalibration (``train.bn_recalibration``) of every run's model on its fixed
         subset of training clips, before the evaluations of an epoch."""
         raise NotImplementedError(f"{type(self).__name__} does not recalibrate batch norm (train.bn_recalibration)")
+
+    def epoch_optimum(self) -> Optional[np.ndarray]:
+        """After :meth:`end_epoch`: the (n, C) s* of the epoch's own training steps
+        (:class:`.epoch_optimum.EpochOptimum`, then reset; a collective call under DDP), or None
+        where this backend records none (BCE; a backend without the sums)."""
+        return None
 
     def validate(self, states: Sequence[RunState]) -> list[Optional[dict]]:
         """Validation metrics of every run that has not stopped (None for a stopped one)."""
@@ -261,6 +271,7 @@ def train_epochs(backend: Backend, states: Sequence[RunState], start_epoch: int,
                     s_buf[step] = backend.log_sigma2()
                 bar.update(1)
             loss_sum = backend.end_epoch(epoch, loss_sum, s_buf)
+            optima = backend.epoch_optimum()  # before the stationary fit moves s (its fallback)
             if tc.bn_recalibration:
                 backend.recalibrate_bn(states)
             if fit_reliability(backend, states) and s_buf is not None:
@@ -276,12 +287,15 @@ def train_epochs(backend: Backend, states: Sequence[RunState], start_epoch: int,
                     continue
                 if s_np is not None:
                     state.log_sigma2.append(s_np[:, k])
+                if optima is not None:
+                    state.epoch_optimum.append(optima[k])
                 row = {"epoch": epoch, "train_loss": float(loss_sum[k]) / steps_per_epoch, "seconds": seconds,
                        "lr_scale": state.lr_scale, **({} if fits[k] is None else {"train_fit_loss": fits[k]}),
                        **{f"val.{key}": v for key, v in vals[k].items()}}
                 state.end_epoch(row, model_states[k], backend.loss_state(k))
                 if backend.is_main:
-                    write_progress(state.run_dir, state.history, state.log_sigma2, steps_per_epoch)
+                    write_progress(state.run_dir, state.history, state.log_sigma2, steps_per_epoch,
+                                   state.epoch_optimum)
             rng = backend.rng_state()
             if backend.is_main:
                 # every run's checkpoint advances every epoch (a stopped one keeps stopped=True), so
@@ -289,7 +303,8 @@ def train_epochs(backend: Backend, states: Sequence[RunState], start_epoch: int,
                 for k, state in enumerate(states):
                     save_checkpoint(state.run_dir, state.config, epoch=epoch, model=model_states[k],
                                     loss=state.loss_state, optimizer=backend.optimizer_state(k), rng=rng,
-                                    history=state.history, log_sigma2=state.log_sigma2, best=state.best,
+                                    history=state.history, log_sigma2=state.log_sigma2,
+                                    epoch_optimum=state.epoch_optimum, best=state.best,
                                     bad_epochs=state.bad_epochs, stopped=state.stopped, lr_decays=state.lr_decays,
                                     lr_scale=state.lr_scale, **state.extra)
             active = [s.history[-1] for s in states if s.history and s.history[-1]["epoch"] == epoch]

@@ -10,6 +10,7 @@ from .. import metrics as M
 from ..features import FeatureLoader
 from ..losses import build_loss, reliability
 from .engine import Backend, RunState
+from .epoch_optimum import EpochOptimum
 from .predict import predict, recalibrate_batchnorm
 from .optimiser import make_optimizer
 from .seeding import fixed_subset, init_model
@@ -29,6 +30,9 @@ class SingleProcess(Backend):
         self.loss_fn = build_loss(config.loss, n_classes).to(device)
         self._reliability = reliability(self.loss_fn)
         self.learns_sigma = self._reliability is not None
+        #: the sums behind the s* of the epoch's own training steps (fed by :meth:`_loss`)
+        self.optimum = None if self._reliability is None else \
+            EpochOptimum(self._reliability, 1, self._reliability.log_sigma2().numel(), device)
         self.optimizer = make_optimizer(tc, self.model.parameters(), self._reliability,
                                         reliability_lr=config.loss.csu_lr)
         self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]
@@ -87,6 +91,8 @@ class SingleProcess(Backend):
               weight: Optional[float]) -> torch.Tensor:
         with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16, enabled=self.amp):
             logits = self.model(x)
+        if self.optimum is not None:
+            self.optimum.observe(logits, y, m)
         return self.loss_fn(logits, y, m)
 
     def step(self, states: Sequence[RunState], rows: Sequence[np.ndarray], gens: Sequence[torch.Generator],
@@ -108,6 +114,9 @@ class SingleProcess(Backend):
         data, tc = states[0].data, states[0].config.train
         rows = data.train_idx[fixed_subset(len(data.train_idx), tc.bn_recalibration)]
         recalibrate_batchnorm(self.model, self.feats, rows, tc.batch_size, self.device)
+
+    def epoch_optimum(self) -> Optional[np.ndarray]:
+        return None if self.optimum is None else self.optimum.take(self.log_sigma2().cpu().numpy())
 
     def validate(self, states: Sequence[RunState]) -> list[Optional[dict]]:
         data = states[0].data

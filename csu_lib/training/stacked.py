@@ -15,7 +15,8 @@ How (:class:`StackedRuns`, driven by the epoch engine through :class:`Stacked`):
   with ``functional_call``; BatchNorm running statistics are updated per run.
 - Every run keeps its own batch order, its own training labels (its corruption), its method's
   targets and loss mask, and its own learned reliability. The per-run losses are summed before
-  ``backward``, so each model receives the gradient of its own loss.
+  ``backward``, so each model receives the gradient of its own loss. Each run's s* of the epoch's
+  own steps is accumulated from the same forward (:mod:`.epoch_optimum`).
 - One Adam/AdamW/SGD over the stacked tensors is N independent optimisers (the update is
   element-wise: Adam's moments and SGD's momentum buffer are kept per element, and Adam's step
   count is shared); the reliability is projected per run.
@@ -40,6 +41,7 @@ from ..features import FeatureLoader
 from ..losses import build_loss, reliability
 from ..models import build_model
 from .engine import Backend, RunState
+from .epoch_optimum import EpochOptimum
 from .optimiser import make_optimizer
 from .seeding import init_model, seed_group
 
@@ -64,10 +66,15 @@ class StackedRuns:
         self.optimizer = make_optimizer(train, self.params.values(), self.reliability, reliability_lr=loss_lr,
                                         reliability_params=self.loss_params)
         self.base_lrs = [g["lr"] for g in self.optimizer.param_groups]
+        #: each run's sums behind the s* of the epoch's own training steps (None: no reliability)
+        rel = self.reliability
+        s_now = None if rel is None else rel.log_sigma2(self.loss_params)  # (N, C)
+        self.optimum = None if rel is None else EpochOptimum(rel, self.n, s_now.shape[-1], s_now.device)
 
         def one(params, buffers, loss_params, x, y, m):
-            logits = functional_call(self.skeleton, (params, buffers), (x,))
-            return functional_call(self.loss_skeleton, loss_params, (logits.float(), y, m))
+            logits = functional_call(self.skeleton, (params, buffers), (x,)).float()
+            loss = functional_call(self.loss_skeleton, loss_params, (logits, y, m))
+            return (loss,) if rel is None else (loss, *rel.step_sums(logits, y, m))
 
         def forward(params, buffers, x):
             return functional_call(self.skeleton, (params, buffers), (x,))
@@ -92,8 +99,10 @@ class StackedRuns:
         before = [p.detach().clone() for p in self._stepped()] if ratio is not None else None
         dims = (0, 0, 0 if self.loss_params else None, 0, 0, None if mask is None else 0)
         with torch.autocast(device_type=x.device.type, dtype=torch.bfloat16, enabled=amp and x.device.type == "cuda"):
-            losses = vmap(self._one, in_dims=dims, randomness="different")(
+            losses, *sums = vmap(self._one, in_dims=dims, randomness="different")(
                 self.params, self.buffers, self.loss_params, x, y, mask)
+        if self.optimum is not None:
+            self.optimum.add(*sums)
         self.optimizer.zero_grad(set_to_none=True)
         losses.sum().backward()  # each model's gradient is that of its own loss
         self.optimizer.step()
@@ -205,6 +214,10 @@ class Stacked(Backend):
 
     def log_sigma2(self) -> torch.Tensor:
         return self.stack.log_sigma2()
+
+    def epoch_optimum(self) -> Optional[np.ndarray]:
+        optimum = self.stack.optimum
+        return None if optimum is None else optimum.take(self.log_sigma2().cpu().numpy())
 
     def _scores(self, rows: np.ndarray) -> np.ndarray:
         """(N, len(rows), C) eval-mode scores of every run on the feature rows ``rows``."""

@@ -8,8 +8,9 @@ import pytest
 from scipy import stats
 from sklearn.metrics import roc_auc_score
 
-from csu_lib.analysis.class_noise_audit import (auroc, binary_entropy, class_estimates, partial_spearman, score_estimates,
-                                    teacher_estimates, two_sided_reading)
+from csu_lib.analysis.class_noise_audit import (audit_scores, auroc, binary_entropy, class_estimates, estimator_view,
+                                                partial_spearman, score_estimates, summarise_scores,
+                                                teacher_estimates, two_sided_reading)
 from csu_lib.config import CorruptionConfig
 from csu_lib.core.errors import ConfigError
 from csu_lib.corruption import LEVEL_FRACTIONS, audit_levels, corrupt_labels
@@ -90,21 +91,48 @@ def test_two_sided_reading_and_teacher_estimates_by_hand():
     assert binary_entropy(np.array([0.5]))[0] == pytest.approx(np.log(2))
 
 
+def _sigma_at_optimum(rec) -> np.ndarray:
+    """exp(s*/2), s* = log(2 * mean BCE) of the run's training scores against its training labels."""
+    p = np.clip(rec.scores("train").astype(float), 1e-7, 1 - 1e-7)
+    y = rec.corruption().labels.astype(float)
+    return np.sqrt(2 * (-(y * np.log(p) + (1 - y) * np.log(1 - p))).mean(0))
+
+
 def test_class_estimates_of_a_real_audit_run(tmp_path, smoke_config):
-    (cfg,) = audit_configs("smoke", kinds=["missing"], seeds=[0], epochs=2, device="cpu")
-    rec = train_run(cfg, tmp_path / cfg.run_id, progress=False)
+    csu, bce = audit_configs("smoke", kinds=["missing"], losses=["csu", "bce"], seeds=[0], epochs=2, device="cpu")
+    rec = train_run(csu, tmp_path / csu.run_id, progress=False)
+    assert rec.config.loss.csu_fit == "gradient"  # CSU: the paper's form
     table = class_estimates(rec)
     _, loss = load_trained(rec)
     s = loss.log_sigma2().double().numpy()
-    np.testing.assert_allclose(table["sigma"], np.exp(s / 2), rtol=1e-6)
+    np.testing.assert_allclose(table["sigma"], np.exp(s / 2), rtol=1e-6)  # the learned sigma
+    np.testing.assert_allclose(table["sigma_optimum"], _sigma_at_optimum(rec), rtol=1e-4)  # sigma at s*
     y = rec.corruption().labels.astype(float)
     prev = y.mean(0)
     np.testing.assert_allclose(table["sigma_normalised"], np.exp(s) / (2 * binary_entropy(prev)), rtol=1e-6)
     assert set(table.loc[table["truth"] > 0, "level"]) <= {0.2, 0.35, 0.5}
     rows = {r["estimator"]: r for r in score_estimates(table)}
-    assert set(rows) == {"sigma", "sigma_normalised", "s_plus", "s_minus"}
+    assert set(rows) == {"sigma", "sigma_optimum", "sigma_normalised", "s_plus", "s_minus"}
     assert rows["sigma"]["k"] == int((table["truth"] > 0).sum())
     assert rows["sigma"]["auroc"] == pytest.approx(roc_auc_score(table["truth"] > 0, table["sigma"]))
+    # a plain BCE run of the same design: its network's training loss per class is the estimator
+    bce_rec = train_run(bce, tmp_path / bce.run_id, progress=False)
+    bce_table = class_estimates(bce_rec)
+    np.testing.assert_allclose(bce_table["bce_loss"], _sigma_at_optimum(bce_rec), rtol=1e-6)
+    np.testing.assert_array_equal(bce_table["truth"], table["truth"])  # the same corruption draw
+    scores = audit_scores([rec, bce_rec])
+    assert set(scores.loc[scores["loss"] == "bce", "estimator"]) == {"bce_loss"}
+    view, order = estimator_view(summarise_scores(scores))
+    assert order[-1] == "bce_loss" and "sigma_optimum" in order
+    row = view[view["estimator"] == "bce_loss"].iloc[0]
+    assert row["auroc"] == pytest.approx(roc_auc_score(bce_table["truth"] > 0, bce_table["bce_loss"]))
+
+
+def test_the_audit_takes_bce_only_beside_a_csu_form():
+    assert {c.loss.name for c in audit_configs("smoke", kinds=["san"], losses=["csu_stationary", "bce"], seeds=[0])} \
+        == {"csu", "bce"}
+    with pytest.raises(ConfigError, match="at least one CSU form"):
+        audit_configs("smoke", kinds=["san"], losses=["bce"])
 
 
 @pytest.mark.slow
@@ -115,18 +143,28 @@ def test_audit_notebook_with_trained_two_sided_runs_and_an_out_of_fold_teacher(t
 
     notebooks.execute("sigma_analysis", tmp_path / "out.ipynb", {
         "profile": "smoke", "conditions": ["none"], "audit_kinds": ["san", "missing"], "two_sided": True,
-        "teacher_folds": 2, "runs_dir": str(tmp_path / "runs"), "fig_dir": str(tmp_path / "figures")})
+        "teacher_folds": 2, "bce_estimator": True, "runs_dir": str(tmp_path / "runs"),
+        "fig_dir": str(tmp_path / "figures")})
     numbers = json.loads((tmp_path / "figures" / "class_noise_audit.json").read_text())
     rows = numbers["summary"]
-    assert {(r["loss"], r["kind"]) for r in rows} == {(loss, kind) for loss in ("csu", "csu2") for kind in ("san", "missing")}
+    assert {(r["loss"], r["kind"]) for r in rows} == {(loss, kind) for loss in ("csu", "csu2", "bce")
+                                                      for kind in ("san", "missing")}
     estimators = {r["estimator"] for r in rows if r["loss"] == "csu"}
-    assert estimators == {"sigma", "sigma_normalised", "s_plus", "s_minus", "teacher_fp", "teacher_fn"}
+    assert estimators == {"sigma", "sigma_optimum", "sigma_normalised", "s_plus", "s_minus", "teacher_fp",
+                          "teacher_fn"}
+    assert {r["estimator"] for r in rows if r["loss"] == "bce"} >= {"bce_loss"}
     assert all(0 <= r["auroc"] <= 1 and r["n_runs"] == 1 for r in rows)
-    # the fold teachers are ordinary runs of the study: two per audit run (2 kinds x 2 losses share them per kind)
+    assert numbers["estimators"]["sigma"] == "CSU: learned sigma" and "bce_loss" in numbers["estimators"]
+    # the fold teachers are ordinary runs of the study: two per kind (shared by its audit runs, the
+    # BCE audit run among them), beside the BCE audit run of each kind
     teachers = [p for p in (tmp_path / "runs").iterdir() if p.name.startswith("bce-")]
-    assert len(teachers) == 2 * 2
+    assert len(teachers) == 2 * 2 + 2
+    # CSU learns s by gradient: the stored gap to s* is what the record's files give, and the
+    # classes of the learned s on the clamp are counted
     stationarity = json.loads((tmp_path / "figures" / "sigma_vs_truth.json").read_text())["stationarity"]
-    assert stationarity and all(r["stored"] < 1e-3 and abs(r["recomputed"] - r["stored"]) < 1e-4 for r in stationarity)
+    assert stationarity["runs"] and all(abs(r["recomputed"] - r["stored"]) < 1e-4 and r["n_at_clamp"] >= 0
+                                        for r in stationarity["runs"])
+    assert {r["loss"] for r in stationarity["runs"]} == {"CSU"}
 
 
 def test_summary_intervals_stay_in_the_range_of_each_score():

@@ -139,6 +139,51 @@ def test_sigma_table(fake_runs):
         assert col in table.columns
 
 
+def _epoch_record(path, learned, star, *, seed=0, kind="san"):
+    """A RunRecord of len(learned) epochs of 3 steps whose s is ``learned[e]`` during epoch e, and
+    whose epoch s* is ``star`` (None: a record written before it was kept)."""
+    rec = _record(path, seed=seed, kind=kind, final=[1, 1, 1])
+    learned = np.asarray(learned, np.float64)
+    log = np.repeat(learned, 3, axis=0).astype(np.float32)
+    return RunRecord(**{**rec.__dict__, "log_sigma2": log, "steps_per_epoch": 3,
+                        "history": pd.DataFrame({"epoch": np.arange(len(learned))}),
+                        "epoch_optimum_log_sigma2": None if star is None else np.asarray(star, np.float64)})
+
+
+def test_epoch_trajectories_of_the_learned_s_and_each_epochs_s_star(tmp_path):
+    # run a: 2 epochs, run b: 4 epochs, run c: 2 epochs without a recorded s*
+    a = _epoch_record(tmp_path / "a", [[0.0, 1.0, 2.0], [1.0, 2.0, 3.0]], [[-1.0, 0.0, 1.0], [-2.0, -1.0, 0.0]])
+    b = _epoch_record(tmp_path / "b", [[0.0] * 3, [0.5] * 3, [1.0] * 3, [1.5] * 3], [[-3.0] * 3] * 4, seed=1)
+    c = _epoch_record(tmp_path / "c", [[0.0] * 3, [2.0] * 3], None, seed=2)
+    np.testing.assert_array_equal(a.epoch_log_sigma2, [[0.0, 1.0, 2.0], [1.0, 2.0, 3.0]])
+    progress, learned, star = S.epoch_multipliers(a)
+    np.testing.assert_allclose(progress, [0.5, 1.0])
+    np.testing.assert_allclose(learned, np.exp(-a.epoch_log_sigma2))
+    np.testing.assert_allclose(star, np.exp(-a.epoch_optimum_log_sigma2))
+    assert S.epoch_multipliers(c)[2] is None
+
+    agg = S.aggregate_epoch_trajectories([a, b, c], n_points=5)  # progress 0, .25, .5, .75, 1
+    assert list(agg["n_runs"].unique()) == [3] and list(agg["n_runs_optimum"].unique()) == [2]
+    assert agg["mean"].iloc[0] == pytest.approx(1.0)  # every run starts at s = csu_init = 0
+    # at the end: geometric mean over runs of the class-wise median multiplier of the last epoch's s
+    assert agg["mean"].iloc[-1] == pytest.approx(np.exp(np.mean([-2.0, -1.5, -2.0])), rel=1e-6)
+    # the s* companion: NaN until every run with one has finished its first epoch (a: at 0.5)
+    assert agg["optimum"].iloc[:2].isna().all() and agg["optimum"].iloc[2:].notna().all()
+    assert agg["optimum"].iloc[-1] == pytest.approx(np.exp(np.mean([1.0, 3.0])), rel=1e-6)
+    assert agg["optimum"].iloc[2] == pytest.approx(np.exp(np.mean([0.0, 3.0])), rel=1e-6)  # a's epoch 1, b's epoch 2
+    logs = np.array([1.0, 3.0])
+    half = 12.706204736174698 * logs.std(ddof=1) / np.sqrt(2)
+    assert agg["optimum_hi"].iloc[-1] == pytest.approx(np.exp(logs.mean() + half), rel=1e-5)
+
+    groups = S.grouped_trajectories([a, b, c], per="epoch", n_points=5)
+    assert list(groups) == ["san 50% small_cnn csu"] and "optimum" in groups["san 50% small_cnn csu"]
+    stationary = RunRecord(**{**a.__dict__, "config": a.config.replace(loss=LossConfig(name="csu", csu_fit="stationary"))})
+    by_label = S.grouped_trajectories([a, stationary], by=("corruption.kind", "loss.label"), per="epoch", n_points=5)
+    assert list(by_label) == ["san CSU", "san CSU (stationary)"]
+    with pytest.raises(ValueError, match="per"):
+        S.grouped_trajectories([a], per="batch")
+
+
 def test_grouped_and_class_trajectories(fake_runs):
     groups = S.grouped_trajectories(fake_runs, n_points=5)
     assert sorted(groups) == ["clean small_cnn csu", "san 50% small_cnn csu"]

@@ -32,11 +32,13 @@ def test_defaults_and_every_new_field_is_hash_omitted_at_its_default():
 def test_bce_and_csu_run_ids_are_those_stored_before_the_robust_losses():
     # the ids of runs stored before these fields existed (computed on the tree before them)
     assert RunConfig(loss=LossConfig(name="bce")).run_id == "bce-small_cnn-s0-6161a52df2"
-    assert RunConfig(loss=LossConfig(name="csu")).run_id == "csu-small_cnn-s0-59cb256f0c"
-    assert RunConfig(loss=LossConfig(name="csu", csu_fit="gradient")).run_id == "csu-small_cnn-s0-1224371698"
-    assert RunConfig(loss=LossConfig(name="csu2")).run_id == "csu2-small_cnn-s0-4fe4cf3a46"
+    # (CSU's default became the paper's form since: plain csu now has the gradient id, and the
+    # stationary variant keeps the id the stationary default had)
+    assert RunConfig(loss=LossConfig(name="csu", csu_fit="stationary")).run_id == "csu-small_cnn-s0-59cb256f0c"
+    assert RunConfig(loss=LossConfig(name="csu")).run_id == "csu-small_cnn-s0-1224371698"
+    assert RunConfig(loss=LossConfig(name="csu2", csu_fit="stationary")).run_id == "csu2-small_cnn-s0-4fe4cf3a46"
     assert run_config("smoke", loss="bce").run_id == "bce-small_cnn-s0-ec6b739bac"
-    assert run_config("smoke", loss="csu").run_id == "csu-small_cnn-s0-9f99ac24b9"
+    assert run_config("smoke", loss="csu_stationary").run_id == "csu-small_cnn-s0-9f99ac24b9"
 
 
 @pytest.mark.parametrize("name", ["bce", "csu", "csu2", "gce", "sce", "bootstrap", "asl", "apl"])
@@ -60,11 +62,11 @@ def test_a_robust_loss_id_ignores_csu_options_but_bce_keeps_its_stored_ones():
 
 
 def test_a_stored_config_without_the_new_fields_loads_with_the_defaults():
-    stored = RunConfig(loss=LossConfig(name="csu")).to_dict()
+    stored = RunConfig(loss=LossConfig(name="csu", csu_fit="stationary")).to_dict()
     for name in ROBUST_DEFAULTS:
         del stored["loss"][name]
     loaded = RunConfig.from_stored(stored)
-    assert loaded == RunConfig(loss=LossConfig(name="csu")) and loaded.run_id == "csu-small_cnn-s0-59cb256f0c"
+    assert loaded == RunConfig(loss=LossConfig(name="csu", csu_fit="stationary")) and loaded.run_id == "csu-small_cnn-s0-59cb256f0c"
     assert RunConfig.from_dict(RunConfig(loss=LossConfig(name="apl", **OTHER)).to_dict()).loss.apl_eps2 == 0.5
 
 

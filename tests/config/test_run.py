@@ -121,7 +121,8 @@ IDS_BEFORE_SGD = {"bce": "bce-small_cnn-s0-6161a52df2", "csu": "csu-small_cnn-s0
 
 def test_sgd_fields_leave_existing_ids_alone():
     assert RunConfig().run_id == IDS_BEFORE_SGD["bce"]
-    assert RunConfig(loss=LossConfig(name="csu")).run_id == IDS_BEFORE_SGD["csu"]
+    # (that CSU id is the stationary variant's since CSU's default became the paper's form)
+    assert RunConfig(loss=LossConfig(name="csu", csu_fit="stationary")).run_id == IDS_BEFORE_SGD["csu"]
     adamw = RunConfig(train=TrainConfig(optimizer="adamw", weight_decay=0.01))
     assert adamw.run_id == IDS_BEFORE_SGD["adamw"]
     # Adam and AdamW ignore momentum and nesterov, and so do their ids
@@ -352,3 +353,29 @@ def test_the_audit_runs_are_built_from_the_audit_spelling():
     assert (bce[0].corruption.profile, bce[0].corruption.ratio, bce[0].corruption.seed) == ("audit", 0.25, 3)
     with pytest.raises(ConfigError, match="name one design"):
         grid("smoke", conditions=["audit:san:0.5"], corruption={"profile": "graded"})
+
+
+def test_csu_is_the_papers_form_and_csu_stationary_names_the_variant():
+    """"csu" learns s by the optimiser (the paper's form); "csu_stationary" is the same loss with
+    the stationary fit, accepted wherever a loss is named (grid, method spec, run_config) and
+    labelled apart in figures."""
+    from csu_lib.config import loss_label, loss_spec, method_label, parse_loss_spec, parse_method_spec
+    from csu_lib.study import comparison_configs, grid, run_config
+
+    assert LossConfig(name="csu").csu_fit == "gradient"
+    assert parse_loss_spec("csu_stationary") == ("csu", {"csu_fit": "stationary"})
+    assert parse_loss_spec("csu") == ("csu", {}) and parse_loss_spec("csu2_stationary")[0] == "csu2"
+    assert parse_method_spec("csu_stationary+mixup_or") == ("csu_stationary", "mixup_or")
+    assert parse_method_spec("csu_stationary") == ("csu_stationary", "none")
+    configs = grid("smoke", losses=["bce", "csu", "csu_stationary"], seeds=[0])
+    assert [(c.loss.name, c.loss.csu_fit) for c in configs] == [("bce", "gradient"), ("csu", "gradient"),
+                                                                 ("csu", "stationary")]
+    assert [loss_spec(c.loss) for c in configs] == ["bce", "csu", "csu_stationary"]
+    assert [loss_label(c.loss) for c in configs] == ["BCE", "CSU", "CSU (stationary)"]
+    assert loss_label("csu_stationary") == "CSU (stationary)" and loss_label("gce") == "gce"
+    assert configs[2] == run_config("smoke", loss="csu", loss_options={"csu_fit": "stationary"})
+    assert configs[2].run_id != configs[1].run_id
+    (mixed,) = comparison_configs("smoke", "san:0.5", ["csu_stationary+mixup_or"], [0]).values()
+    assert mixed[0].loss.csu_fit == "stationary" and method_label(mixed[0]) == "csu_stationary+mixup_or"
+    with pytest.raises(ConfigError, match="csu_stationary"):
+        parse_method_spec("csu_fancy+mixup_or")

@@ -80,6 +80,11 @@ def test_sigma_trajectory_numbers(tmp_path, shared_runs):
     clean = numbers["curves"]["clean"]
     assert len(clean["progress"]) == 101 and clean["progress"][-1] == 1.0
     assert all(v > 0 for v in clean["mean"])  # 1/sigma^2 is positive
+    # CSU (the paper's form): the learned s's multiplier and each epoch's s* beside it, named
+    assert clean["optimum"][-1] > 0 and clean["n_runs_optimum"][0] == clean["n_runs"][0]
+    assert set(numbers["quantities"]) == {"learned s", "s*", "n_at_clamp"}
+    assert {r["loss"] for r in numbers["stationarity"]["runs"]} == {"CSU"}
+    assert all(r["fit"] == "gradient" and r["n_at_clamp"] >= 0 for r in numbers["stationarity"]["runs"])
 
 
 @pytest.mark.slow

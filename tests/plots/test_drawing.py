@@ -42,6 +42,20 @@ def test_plot_sigma_kde_and_vs_truth(fake_runs):
     assert f"{res['rho']:.2f}" in legend and f"{res['ci_lo']:.2f}" in legend and "P@3" in legend
 
 
+def test_the_trajectory_draws_the_learned_s_and_its_s_star_companion():
+    grid = np.linspace(0, 1, 5)
+    epoch = pd.DataFrame({"progress": grid, "mean": np.ones(5), "lo": np.ones(5), "hi": np.ones(5), "n_runs": 2,
+                          "optimum": [np.nan, np.nan, 2.0, 3.0, 4.0], "optimum_lo": np.ones(5),
+                          "optimum_hi": np.ones(5), "n_runs_optimum": 2})
+    step = epoch[["progress", "mean", "lo", "hi", "n_runs"]]
+    ax = plots.plot_multiplier_trajectories({"san 50%": epoch, "clean": step})
+    styles = [(line.get_linestyle(), line.get_color()) for line in ax.lines]
+    assert len(ax.lines) == 3 and styles[0][0] == "-" and styles[1] == ("--", styles[0][1])  # same colour, dashed
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["san 50%: learned s (n=2)", "san 50%: s* of the epoch's steps (n=2)", "clean: learned s (n=2)"]
+    assert "multiplier" in ax.get_ylabel()
+
+
 def test_plot_score_plane():
     grid_a, grid_b = np.linspace(-4, 4, 9), np.linspace(-3, 3, 7)
     surf = SP.score_plane("csu", (0.5, -0.5), (1, 0), grid_a, grid_b)

@@ -167,11 +167,30 @@ def test_a_figure_function_writes_what_the_catalog_reads(tmp_path):
     assert set(stored) == set(numbers)
     assert key_numbers("degradation", stored) == key_numbers("degradation", js)
     truth = pd.DataFrame([{"estimator": e, "kind": "san", "n_runs": 2, "auroc": 0.75, "auroc_lo": 0.5, "auroc_hi": 1.0,
-                           "partial_spearman": 0.4} for e in ("sigma", "sigma_normalised", "s_plus")])
+                           "partial_spearman": 0.4} for e in ("sigma", "sigma_normalised", "sigma_optimum", "s_plus")])
+    gaps = pd.DataFrame({"stored": [0.5], "n_at_clamp": [3]})
     numbers = figure_numbers.sigma_vs_truth_numbers(profile="smoke", audit_ratio=0.5, kinds=["san"], summary=truth,
-                                                    scores=truth, stationarity=truth.head(0), runs=configs)
+                                                    scores=truth, stationarity=gaps, runs=configs)
     assert [r["estimator"] for r in numbers["summary"]] == list(figure_numbers.TRUTH_ESTIMATORS)
-    assert len(key_numbers("sigma_vs_truth", numbers)) == 2
+    assert len(key_numbers("sigma_vs_truth", numbers)) == 3
+    assert numbers["stationarity"]["runs"][0]["n_at_clamp"] == 3 and "clamp" in numbers["stationarity"]["n_at_clamp"]
+
+
+def test_the_trajectory_numbers_name_both_quantities_and_the_clamp():
+    """The trajectory figure's JSON: the learned s's curve and each epoch's s* beside it, what each
+    is, and the classes of the learned s on the clamp, read back by the catalog."""
+    curve = pd.DataFrame({"progress": [0.0, 1.0], "mean": [1.0, 2.0], "lo": [1.0, 1.5], "hi": [1.0, 2.5], "n_runs": 2,
+                          "optimum": [np.nan, 8.0], "optimum_lo": [np.nan, 6.0], "optimum_hi": [np.nan, 10.0],
+                          "n_runs_optimum": 2})
+    gaps = pd.DataFrame({"path": ["a", "b"], "stored": [0.7, 0.9], "n_at_clamp": [0, 4]})
+    numbers = figure_numbers.sigma_trajectory_numbers(profile="smoke", model="small_cnn", seeds=[0, 1],
+                                                      curves={"san 50% (CSU)": curve}, gaps=gaps,
+                                                      test_metrics=pd.DataFrame(), runs=[])
+    assert set(numbers["quantities"]) == {"learned s", "s*", "n_at_clamp"}
+    rows = dict(key_numbers("sigma_trajectory", json.loads(json.dumps(numbers))))
+    assert rows["san 50% (CSU): final multiplier of the learned s (mean over 2 runs)"] == "2.00 [1.50, 2.50]"
+    assert rows["san 50% (CSU): final multiplier of the last epoch's s*"] == "8.00 [6.00, 10.00]"
+    assert rows["classes of the learned s on the clamp, per run"] == "0, 4"
 
 
 def test_the_gallery_scales_every_image_below_the_limit(tmp_path):

@@ -1,7 +1,8 @@
 """CSU's sigma read at its stationary point: the closed-form optimum of s for a fixed
 network zeroes the loss's gradient in s (checked with autograd, an independent computation), the
-stationary fit puts every run's s there after each epoch, the record stores the gap, and
-``model.pt`` pairs the selected weights with the s of the same epoch."""
+stationary fit (the variant ``csu_stationary``; plain ``csu`` is the paper's form, s learned by
+gradient) puts every run's s there after each epoch, the record stores the gap, and ``model.pt``
+pairs the selected weights with the s of the same epoch."""
 from __future__ import annotations
 
 import json
@@ -21,6 +22,12 @@ from csu_lib.records import load_run
 from csu_lib.training import train_run
 
 C, N = 6, 400
+
+
+@pytest.fixture(scope="module")
+def stationary_config(smoke_config):
+    """The smoke CSU run with the stationary fit (the same data as smoke_config)."""
+    return smoke_config.replace(loss=smoke_config.loss.replace(csu_fit="stationary"))
 
 
 def _problem(seed: int, soft: bool = False):
@@ -93,9 +100,11 @@ def test_masking_a_class_does_not_shrink_its_sigma():
 
 
 def test_stationary_fit_needs_no_optimizer_group():
-    loss = build_loss(LossConfig(name="csu"), 4)
+    loss = build_loss(LossConfig(name="csu", csu_fit="stationary"), 4)
     assert loss.fit == "stationary" and not loss.s.requires_grad and not loss.fits_by_gradient
-    assert build_loss(LossConfig(name="csu", csu_fit="gradient"), 4).s.requires_grad
+    # CSU by default is the paper's form: s learned by the optimiser
+    default = build_loss(LossConfig(name="csu"), 4)
+    assert default.fit == "gradient" and default.s.requires_grad and default.fits_by_gradient
 
 
 def _independent_gap(rec) -> np.ndarray:
@@ -108,8 +117,8 @@ def _independent_gap(rec) -> np.ndarray:
     return np.abs(s - np.clip(np.log(2 * bce.mean(0)), *rec.config.loss.csu_clamp))
 
 
-def test_stationary_run_records_its_gap_and_sits_at_the_optimum(tmp_path, smoke_config, smoke_data):
-    cfg = smoke_config.replace(corruption=smoke_config.corruption.replace(kind="san", ratio=0.3))
+def test_stationary_run_records_its_gap_and_sits_at_the_optimum(tmp_path, stationary_config, smoke_data):
+    cfg = stationary_config.replace(corruption=stationary_config.corruption.replace(kind="san", ratio=0.3))
     assert cfg.loss.csu_fit == "stationary"
     rec = train_run(cfg, tmp_path / "run", progress=False)
     rel = rec.final_metrics["reliability"]
@@ -165,12 +174,12 @@ def test_model_pt_pairs_the_best_weights_with_the_s_of_the_same_epoch(tmp_path, 
     np.testing.assert_array_equal(final_log_sigma2(legacy), s_model)
 
 
-def test_the_record_stores_the_selected_s_once_and_reads_records_of_the_old_form(tmp_path, smoke_config):
+def test_the_record_stores_the_selected_s_once_and_reads_records_of_the_old_form(tmp_path, stationary_config):
     """New records keep the selected model's s only in final_metrics.json's reliability block
     (model.pt's loss state and record.json's copy of the metrics leave it out), and the record
     exposes it, s* and the derived sigma one way; records of the old form (s also in model.pt)
     and of the oldest (no reliability block) still read, with the same numbers."""
-    cfg = smoke_config.replace(corruption=smoke_config.corruption.replace(kind="san", ratio=0.3))
+    cfg = stationary_config.replace(corruption=stationary_config.corruption.replace(kind="san", ratio=0.3))
     rec = train_run(cfg, tmp_path / "new", progress=False)
     saved = torch.load(rec.path / "model.pt", map_location="cpu", weights_only=False)
     assert saved["loss"] == {} and rec.loss_state == {}
@@ -217,8 +226,9 @@ def test_the_record_stores_the_selected_s_once_and_reads_records_of_the_old_form
     assert reliability(load_trained(bce)[1]) is None
 
 
-def test_two_sided_run_trains_and_sits_at_its_optimum(tmp_path, smoke_config, smoke_data):
-    cfg = smoke_config.replace(loss=smoke_config.loss.replace(name="csu2"), train=smoke_config.train.replace(epochs=2))
+def test_two_sided_run_trains_and_sits_at_its_optimum(tmp_path, stationary_config, smoke_data):
+    cfg = stationary_config.replace(loss=stationary_config.loss.replace(name="csu2"),
+                                    train=stationary_config.train.replace(epochs=2))
     rec = train_run(cfg, tmp_path / "run", data=smoke_data, progress=False)
     n_classes = rec.scores("train").shape[1]
     assert rec.log_sigma2.shape[1] == 2 * n_classes
