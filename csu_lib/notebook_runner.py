@@ -19,6 +19,9 @@ from .core.paths import project_root
 #: class-dependent corruption runs and ``comparison`` the compared methods. ``explorer`` only reads.
 FIGURE_NOTEBOOKS: tuple[str, ...] = ("corruption", "degradation", "sigma_trajectory", "sigma_analysis", "score_plane",
                                      "landscape", "class_precision", "comparison", "quickstart", "explorer")
+#: The notebooks that run a study file (its ``study`` parameter) instead of making figures of the
+#: shared runs folder; ``csu figures`` does not execute them (``make study`` does: the Makefile).
+STUDY_NOTEBOOKS: tuple[str, ...] = ("decisive",)
 
 
 def notebook_dir() -> Path:

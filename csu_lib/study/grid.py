@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 
-from ..config import (MethodConfig, RunConfig, audit_conditions, check_audit_ratio, parse_condition, parse_data_spec,
-                      parse_method_spec)
+from ..config import (MethodConfig, RunConfig, TrainConfig, audit_conditions, check_audit_ratio, parse_condition,
+                      parse_data_spec, parse_method_spec)
 from ..core.errors import ConfigError
 from ..core.io import read_yaml_mapping
 from .profiles import get_profile, run_config
@@ -25,23 +25,32 @@ def run_dir_for(config: RunConfig, runs_dir: str | os.PathLike) -> Path:
     return Path(runs_dir) / config.run_id
 
 
-def grid(profile: str, *, conditions: Sequence[str] = ("none",), losses: Sequence[str] = ("bce", "csu"),
+def grid(profile: str, *, conditions: Sequence[str] = ("none",), losses: Optional[Sequence[str]] = None,
          models: Optional[Sequence[str]] = None, seeds: Optional[Sequence[int]] = None, epochs: Optional[int] = None,
-         device: str = "auto", corruption: Optional[dict] = None, methods: Sequence[str] = ("none",),
-         data: Any = None) -> list[RunConfig]:
-    """The run configurations of a study: every condition x model x method x loss x seed.
+         device: str = "auto", corruption: Optional[dict] = None, methods: Optional[Sequence[str]] = None,
+         data: Any = None, runs: Optional[Sequence[str]] = None,
+         train: Optional[Mapping[str, Any]] = None) -> list[RunConfig]:
+    """The run configurations of a study: every condition x model x method x loss x seed, or, with
+    ``runs``, every condition x model x run x seed.
 
     ``data``: a data spec (:func:`csu_lib.config.parse_data_spec`; None: the embedded benchmark).
     ``conditions``: ``"none"``, ``"KIND:RATIO"``, ``"published:KIND:RATIO"`` or
     ``"audit:KIND:RATIO"`` (see :func:`parse_condition`); ``corruption``:
     extra CorruptionConfig fields for the corrupted conditions (e.g. ``{"profile":
     "concentrated", "k_classes": 5}``); ``models=None``: the profile's backbones; ``seeds=None``:
-    the profile's seeds.
+    the profile's seeds. ``losses`` (default ``bce``, ``csu``) x ``methods`` (default ``none``)
+    crosses every loss with every method; ``runs`` names the runs one by one instead, each
+    ``"<loss>"`` or ``"<loss>+<method>"`` (:func:`parse_method_spec`), e.g. ``["bce", "csu",
+    "bce+sample_oracle"]`` (not together with ``losses`` or ``methods``). ``train``: TrainConfig
+    field overrides for every run (e.g. ``{"optimizer": "sgd", "lr": 0.05}``; not ``seed``,
+    ``epochs`` or ``device``, which have their own arguments).
     """
     models = list(models) if models is not None else list(get_profile(profile).backbones)
-    for name, values in (("conditions", conditions), ("losses", losses), ("models", models), ("methods", methods)):
+    pairs = _loss_method_pairs(losses, methods, runs)
+    for name, values in (("conditions", conditions), ("models", models)):
         if isinstance(values, str) or not list(values):
             raise ConfigError(f"{name} must be a non-empty list, got {values!r}")
+    train = _train_overrides(train)
     seed_list = list(seeds) if seeds is not None else list(get_profile(profile).seeds)
     data = parse_data_spec(data)
     configs = []
@@ -54,42 +63,94 @@ def grid(profile: str, *, conditions: Sequence[str] = ("none",), losses: Sequenc
                                   f"sets profile={extra['profile']!r}; name one design")
             parsed.update(extra)
         for model in models:
-            for method in methods:
-                for loss in losses:
-                    for seed in seed_list:
-                        cfg = run_config(profile, loss=loss, model=model, seed=int(seed), epochs=epochs,
-                                         device=device, corruption=parsed, data=data)
-                        if method != "none":
-                            cfg = cfg.replace(method=MethodConfig(name=method))
-                        configs.append(cfg)
+            for loss, method in pairs:
+                for seed in seed_list:
+                    cfg = run_config(profile, loss=loss, model=model, seed=int(seed), epochs=epochs,
+                                     device=device, corruption=parsed, data=data, train=train)
+                    if method != "none":
+                        cfg = cfg.replace(method=MethodConfig(name=method))
+                    configs.append(cfg)
     return configs
 
 
+def _loss_method_pairs(losses: Optional[Sequence[str]], methods: Optional[Sequence[str]],
+                       runs: Optional[Sequence[str]]) -> list[tuple[str, str]]:
+    """The (loss, method) of every run of a grid: ``runs`` parsed one by one, or every method x
+    loss (defaults: ``bce``, ``csu`` and ``none``)."""
+    if runs is None:
+        losses = ("bce", "csu") if losses is None else losses
+        methods = ("none",) if methods is None else methods
+        for name, values in (("losses", losses), ("methods", methods)):
+            if isinstance(values, str) or not list(values):
+                raise ConfigError(f"{name} must be a non-empty list, got {values!r}")
+        return [(loss, method) for method in methods for loss in losses]
+    if losses is not None or methods is not None:
+        raise ConfigError("runs names every run ('<loss>' or '<loss>+<method>'); give either runs or "
+                          "losses/methods, not both")
+    if isinstance(runs, str) or not list(runs):
+        raise ConfigError(f"runs must be a non-empty list of '<loss>' or '<loss>+<method>', got {runs!r}")
+    twice = sorted({str(r) for r in runs if list(runs).count(r) > 1})
+    if twice:
+        raise ConfigError(f"runs lists {twice} more than once")
+    pairs = []
+    for spec in runs:
+        try:
+            pairs.append(parse_method_spec(spec))
+        except ConfigError as exc:
+            raise ConfigError(f"runs: {exc}") from None
+    return pairs
+
+
+#: TrainConfig fields a study's ``train`` overrides may not set: each has its own key.
+TRAIN_OWN_KEYS = {"seed": "seeds", "epochs": "epochs", "device": "device"}
+
+
+def _train_overrides(train: Optional[Mapping[str, Any]]) -> dict:
+    """``train`` (TrainConfig field overrides for every run of a grid) after checking it: a
+    mapping of known fields with valid values, none of :data:`TRAIN_OWN_KEYS`; a bad one is a
+    :class:`ConfigError` starting ``train:``."""
+    if train is None:
+        return {}
+    if not isinstance(train, Mapping):
+        raise ConfigError(f"train: a mapping of TrainConfig fields, e.g. {{optimizer: sgd, lr: 0.05}}, got {train!r}")
+    own = sorted(set(train) & set(TRAIN_OWN_KEYS))
+    if own:
+        raise ConfigError(f"train: {own} have keys of their own: use {', '.join(TRAIN_OWN_KEYS[k] for k in own)}")
+    try:
+        TrainConfig().replace(**train)
+    except ConfigError as exc:
+        raise ConfigError(f"train: {exc}") from None
+    return dict(train)
+
+
 #: The keys a study file may hold (see :func:`load_study`).
-STUDY_KEYS = ("name", "profile", "conditions", "losses", "models", "methods", "seeds", "epochs", "device",
-              "corruption", "data")
+STUDY_KEYS = ("name", "profile", "conditions", "losses", "models", "methods", "runs", "seeds", "epochs", "device",
+              "corruption", "data", "train")
 
 
-def load_study(path: str | os.PathLike) -> tuple[str, list[RunConfig]]:
+def load_study(path: str | os.PathLike, *, profile: Optional[str] = None) -> tuple[str, list[RunConfig]]:
     """A study file (YAML) -> (study name, its run configurations).
 
     Keys (all optional but ``profile``): ``name`` (default: the file's stem), ``profile``
-    (smoke | quick | paper), ``conditions`` (``none`` / ``KIND:RATIO``), ``losses``, ``models``,
-    ``methods``, ``seeds`` (default: the profile's), ``epochs``, ``device``, ``corruption``
-    (extra CorruptionConfig fields for the corrupted conditions), ``data`` (a data spec, its
-    ``root`` relative to the study file; or the path of a data YAML file; default: the embedded
-    benchmark). The grid is every condition x
-    model x method x loss x seed (:func:`grid`). An unknown key or value stops with an error
-    naming it and the file.
+    (smoke | quick | paper), ``conditions`` (``none`` / ``KIND:RATIO`` / ``audit:KIND:RATIO``),
+    ``losses``, ``models``, ``methods``, ``runs`` (instead of ``losses`` and ``methods``: the list
+    of runs, each ``<loss>`` or ``<loss>+<method>``), ``seeds`` (default: the profile's),
+    ``epochs``, ``device``, ``corruption`` (extra CorruptionConfig fields for the corrupted
+    conditions), ``data`` (a data spec, its ``root`` relative to the study file; or the path of a
+    data YAML file; default: the embedded benchmark), ``train`` (TrainConfig field overrides for
+    every run, e.g. ``{optimizer: sgd, lr: 0.05}``). The grid is every condition x model x method x
+    loss x seed, or condition x model x run x seed (:func:`grid`). ``profile`` (the argument)
+    replaces the file's profile, e.g. ``"smoke"`` to try a study at toy size. An unknown key or
+    value stops with an error naming it and the file.
     """
     path = Path(path)
     spec = read_yaml_mapping(path, "study file", STUDY_KEYS)
     if "profile" not in spec:
         raise ConfigError(f"{path}: 'profile' is required (smoke | quick | paper)")
-    kwargs = {k: spec[k] for k in ("conditions", "losses", "models", "methods", "seeds", "epochs", "device",
-                                   "corruption") if k in spec}
+    kwargs = {k: spec[k] for k in ("conditions", "losses", "models", "methods", "runs", "seeds", "epochs", "device",
+                                   "corruption", "train") if k in spec}
     try:
-        configs = grid(spec["profile"], data=_study_data(spec.get("data"), path), **kwargs)
+        configs = grid(profile or spec["profile"], data=_study_data(spec.get("data"), path), **kwargs)
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
     return str(spec.get("name") or path.stem), configs

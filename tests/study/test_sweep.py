@@ -37,6 +37,21 @@ def test_example_study_grid():
     ("profile: quick\nlosses: bce\n", "losses must be a non-empty list"),
     ("profile: quick\nmodels: [vgg]\n", "unknown model 'vgg'"),
     ("profile: [quick\n", "not valid YAML"),
+    # runs (the runs one by one) and train (TrainConfig overrides); their other tests: test_study_files.py
+    ("profile: smoke\nruns: [bce]\nlosses: [csu]\n", "give either runs or losses/methods"),
+    ("profile: smoke\nruns: [bce]\nmethods: [mixup]\n", "give either runs or losses/methods"),
+    ("profile: smoke\nruns: bce\n", "runs must be a non-empty list"),
+    ("profile: smoke\nruns: []\n", "runs must be a non-empty list"),
+    ("profile: smoke\nruns: [bce, csu, bce]\n", "runs lists ['bce'] more than once"),
+    ("profile: smoke\nruns: ['bce+dropout']\n", "runs: method 'bce+dropout'"),
+    ("profile: smoke\nruns: [focal]\n", "runs: method 'focal'"),
+    ("profile: smoke\ntrain: sgd\n", "train: a mapping of TrainConfig fields"),
+    ("profile: smoke\ntrain: {optimiser: sgd}\n", "train: unknown TrainConfig field(s) ['optimiser']"),
+    ("profile: smoke\ntrain: {optimizer: rmsprop}\n", "train: train.optimizer must be"),
+    ("profile: smoke\ntrain: {lr: -0.1}\n", "train: train.lr must be a positive number"),
+    ("profile: smoke\ntrain: {momentum: 1.5}\n", "train: train.momentum must be a number in [0, 1)"),
+    ("profile: smoke\ntrain: {seed: 1, epochs: 3}\n",
+     "train: ['epochs', 'seed'] have keys of their own: use epochs, seeds"),
 ])
 def test_bad_study_files_name_the_culprit(tmp_path, text, culprit):
     path = _study(tmp_path, text)
