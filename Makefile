@@ -5,7 +5,7 @@
 #   make test-slow the heavy cases (notebook executions, subprocess kills, torchrun, real layouts)
 #   make test-all  both (= pytest); CI (.ci/run) runs make test, then make test-slow
 #   make gallery   the README's gallery (docs/gallery/) from the figures of `make figures`
-#   make study     the decisive study (studies/decisive.yaml, then studies/decisive_sgd.yaml):
+#   make study     the decisive study (studies/decisive_uneven.yaml, decisive_uniform.yaml, decisive_sgd.yaml):
 #                  trains what is missing (resumable), summaries into docs/results/decisive/
 # Both create the project virtual environment (.venv) on first use and reinstall only when
 # pyproject.toml changes.
@@ -61,7 +61,7 @@ gallery: $(STAMP)
 # the decisive study (docs/results.md, "Decisive study"): notebooks/decisive.ipynb once per study file;
 # `csu figures --only` cannot pass the study file, so papermill runs it directly, with this venv's
 # kernel first on JUPYTER_PATH. Each part resumes where it stopped; the executed copies go to runs/executed/.
-STUDIES := decisive decisive_sgd
+STUDIES := decisive_uneven decisive_uniform decisive_sgd
 
 study: $(STAMP)
 	@mkdir -p runs/executed

@@ -1,4 +1,4 @@
-"""The decisive study (``studies/decisive.yaml``, ``studies/decisive_sgd.yaml``,
+"""The decisive study (``studies/decisive_uneven.yaml``, ``decisive_uniform.yaml``, ``decisive_sgd.yaml``,
 ``notebooks/decisive.ipynb``): does a class-wise loss weight (CSU) beat BCE, and how does it
 compare with what any class-wise weighting could reach (the class oracle), with what sample
 selection could reach (the sample oracle) and with the sample-wise robust losses?

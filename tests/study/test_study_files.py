@@ -64,21 +64,29 @@ def test_losses_and_methods_still_cross():
                                                                ("csu", "mixup")]
 
 
-def test_the_decisive_study_file_holds_the_design():
-    spec = yaml.safe_load((ROOT / "studies" / "decisive.yaml").read_text())
-    assert spec["profile"] == "quick" and spec["seeds"] == [0, 1, 2, 3, 4] and "train" not in spec
-    assert spec["conditions"] == DECISIVE_CONDITIONS and spec["runs"] == DECISIVE_RUNS
+def _decisive_parts() -> list[dict]:
+    return [yaml.safe_load((ROOT / "studies" / f"decisive_{part}.yaml").read_text()) for part in ("uneven", "uniform")]
+
+
+def test_the_decisive_study_files_hold_the_design():
+    """Its two Adam parts (clean + the audit design; uniform noise) together hold every condition
+    once, with the same runs and seeds."""
+    parts = _decisive_parts()
+    for spec in parts:
+        assert spec["profile"] == "quick" and spec["seeds"] == [0, 1, 2, 3, 4] and "train" not in spec
+        assert spec["runs"] == DECISIVE_RUNS
+    assert sorted(c for spec in parts for c in spec["conditions"]) == sorted(DECISIVE_CONDITIONS)
 
 
 def test_the_decisive_study_loads_without_the_stationary_spelling(tmp_path):
-    """Every run of decisive.yaml but ``csu_stationary`` (a spelling this tree may not know yet)
+    """Every run of decisive_uneven.yaml but ``csu_stationary`` (a spelling this tree may not know yet)
     loads into conditions x runs x seeds."""
-    spec = yaml.safe_load((ROOT / "studies" / "decisive.yaml").read_text())
+    spec = _decisive_parts()[0]
     spec["runs"] = [r for r in spec["runs"] if r != "csu_stationary"]
     path = tmp_path / "decisive.yaml"
     path.write_text(yaml.safe_dump(spec))
     name, configs = load_study(path)
-    assert name == "decisive" and len(configs) == 7 * 9 * 5
+    assert name == "decisive_uneven" and len(configs) == 4 * 9 * 5
     assert len({c.run_id for c in configs}) == len(configs)
     assert {c.train.optimizer for c in configs} == {"adam"}
     assert {c.method.name for c in configs} == {"none", "class_oracle", "sample_oracle"}
@@ -90,8 +98,10 @@ def test_the_decisive_study_loads():
         parse_method_spec("csu_stationary")
     except ConfigError:
         pytest.skip("this tree has no 'csu_stationary' spelling yet")
-    name, configs = load_study(ROOT / "studies" / "decisive.yaml")
-    assert name == "decisive" and len(configs) == 7 * 10 * 5 == len({c.run_id for c in configs})
+    (a, uneven), (b, uniform) = (load_study(ROOT / "studies" / f"decisive_{p}.yaml") for p in ("uneven", "uniform"))
+    configs = uneven + uniform
+    assert (a, b) == ("decisive_uneven", "decisive_uniform")
+    assert len(configs) == 7 * 10 * 5 == len({c.run_id for c in configs})
     fits = {c.loss.csu_fit for c in configs if c.loss.name == "csu"}
     assert fits == {"gradient", "stationary"}
 
