@@ -88,8 +88,9 @@ def _figures(args: argparse.Namespace) -> int:
     print(f"[csu figures] training with {workers} worker(s) x {threads} torch thread(s)", flush=True)
     fig_dir.mkdir(parents=True, exist_ok=True)
     env = environment(args.profile, spec.to_dict() if spec is not None else None)
-    # the next notebook's kernel starts (and imports the suite) while the current one runs
-    next_kernel = None
+    # the next notebooks' kernels start (and import the suite) while the current one runs: two ahead,
+    # so that a short notebook's successor has had two notebooks' time to warm up (re-rendering)
+    warm: dict[int, "notebooks.WarmKernel"] = {}
     try:
         for i, name in enumerate(names):
             t0 = time.perf_counter()
@@ -98,7 +99,10 @@ def _figures(args: argparse.Namespace) -> int:
             params = {"profile": args.profile, "fig_dir": str(fig_dir), "runs_dir": str(runs_dir / "study"),
                       **({"data": spec.to_dict()} if spec is not None else {})}
             params = {k: v for k, v in params.items() if k in notebooks.declared_parameters(name)}
-            kernel, next_kernel = next_kernel, (notebooks.WarmKernel() if i + 1 < len(names) else None)
+            kernel = warm.pop(i, None)
+            for ahead in range(i + 1, min(i + 1 + notebooks.WARM_AHEAD, len(names))):
+                if ahead not in warm:
+                    warm[ahead] = notebooks.WarmKernel()
             started = time.time()
             notebooks.execute(name, executed / f"{name}.ipynb", params, kernel=kernel,
                               progress_bar=not (args.quiet or args.log_output), log_output=args.log_output)
@@ -107,8 +111,8 @@ def _figures(args: argparse.Namespace) -> int:
             print(f"[csu figures] {name} done in {time.perf_counter() - t0:.0f} s; executed notebook: "
                   f"{executed / f'{name}.ipynb'}", flush=True)
     finally:
-        if next_kernel is not None:
-            next_kernel.shutdown()
+        for kernel in warm.values():
+            kernel.shutdown()
     print(f"[csu figures] figures are in {fig_dir}; the report: {write_report(fig_dir)}")
     return 0
 

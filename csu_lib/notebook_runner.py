@@ -158,5 +158,9 @@ class WarmKernel:
             pass
 
 
+#: How many notebooks ahead ``csu figures`` starts warm kernels: re-rendering, a notebook takes
+#: 5-15 s and a kernel's start and imports ~6 s, so one ahead still left imports to wait for.
+WARM_AHEAD = 2
+
 #: What a warm kernel imports before its notebook runs (every figure notebook imports these).
 WARM_IMPORTS = "import matplotlib.pyplot, pandas, seaborn, IPython.display, csu_lib, csu_lib.plots, csu_lib.analysis"

@@ -181,10 +181,11 @@ def _method_order(spec: str) -> tuple:
 
 
 def _ordered_conditions(values) -> list[str]:
-    """``clean`` first, then by type and ratio."""
+    """``clean`` first, then by type, ratio and design (``san 50%`` before ``san 50% (audit)``)."""
     def key(label: str):
-        kind, _, pct = label.partition(" ")
-        return (label != "clean", kind, float(pct.rstrip("%") or 0))
+        kind, _, rest = label.partition(" ")
+        pct, _, design = rest.partition(" ")
+        return (label != "clean", kind, float(pct.rstrip("%") or 0), design)
     return sorted(set(values), key=key)
 
 

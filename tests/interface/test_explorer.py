@@ -67,3 +67,13 @@ def test_widget_draws_on_figures_pyplot_does_not_track(explorer, monkeypatch):
     boxes["class"].value = other
     assert shown == [([], f"(b) CSU multiplier of {choice['class_name']}"), ([], f"(b) CSU multiplier of {other}")]
     assert plt.get_fignums() == []
+
+
+def test_conditions_are_ordered_clean_first_then_kind_ratio_and_design():
+    """Uniform and audit-design labels of one kind and ratio sort side by side (an audit label
+    once broke the explorer: 'san 50% (audit)' was read as a ratio)."""
+    from csu_lib.analysis.explorer import _ordered_conditions
+
+    labels = ["san 50% (audit)", "man 50%", "clean", "san 50%", "san 20%", "man 50% (audit)"]
+    assert _ordered_conditions(labels) == ["clean", "man 50%", "man 50% (audit)", "san 20%", "san 50%",
+                                           "san 50% (audit)"]
