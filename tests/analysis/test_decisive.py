@@ -184,6 +184,20 @@ def test_the_figure_has_a_panel_per_condition_and_marks_the_oracles():
         plots.plot_paired_to_bce(paired, metric="test.mAP_control")
 
 
+def test_a_collapsed_run_is_drawn_at_the_edge_with_its_value():
+    """A run far below BCE (a collapsed loss) does not squeeze the others: with clip the axis spans
+    [-clip, clip] and that run is a triangle at the edge labelled with its mean."""
+    paired = D.paired_to_bce(_summary())
+    collapsed = paired.assign(mean=paired["mean"].where(paired["run"] != "gce", -0.75),
+                              ci_lo=paired["ci_lo"].where(paired["run"] != "gce", -0.77),
+                              ci_hi=paired["ci_hi"].where(paired["run"] != "gce", -0.73))
+    ax = [a for a in plots.plot_paired_to_bce(collapsed, clip=0.1).axes if a.get_visible()][0]
+    assert ax.get_xlim() == pytest.approx((-0.108, 0.108))
+    assert "-0.75 (n=4)" in [t.get_text() for t in ax.texts]
+    wide = [a for a in plots.plot_paired_to_bce(collapsed, clip=None).axes if a.get_visible()][0]
+    assert wide.get_xlim()[0] < -0.77 and "-0.75 (n=4)" not in [t.get_text() for t in wide.texts]
+
+
 def test_run_summary_of_smoke_runs(tmp_path):
     configs = grid("smoke", conditions=["audit:san:0.5"], runs=["bce", "bce+sample_oracle"], seeds=[0, 1], epochs=1,
                    device="cpu")
